@@ -1,0 +1,88 @@
+"""Default configuration: every field xdn knows, with its default.
+
+Other config files start from `get_config()` here and override a few fields.
+Any field can be overridden on the command line, e.g.
+`python run.py --config=configs/unet.py --config.batch_size=64`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # ---------------------------------------------------------------- data
+  config.data = data = ml_collections.ConfigDict()
+  # A TFDS name: 'chest_xray_sample' is the embedded set of 800 real 64x64 NIH
+  # radiographs (no download); 'chest_xray/64', 'chest_xray/128',
+  # 'chest_xray/256' or 'chest_xray/full' is the Kaggle set (needs manual_dir).
+  data.name = 'chest_xray_sample'
+  data.data_dir = ''  # TFDS data_dir; '' means TFDS's default (~/tensorflow_datasets).
+  data.manual_dir = ''  # Kaggle zip or extracted folder, for 'chest_xray/*'.
+  data.train_split = 'train'
+  data.eval_split = 'validation'  # Used during training and to pick the best checkpoint.
+  data.test_split = 'test'  # Used by xdn.evaluate for the final table.
+  data.image_size = 64  # Training images are image_size x image_size.
+  data.random_crop = False  # Random image_size crops (else a centre crop when larger).
+  data.flip = False  # Random horizontal/vertical flips.
+  data.rot90 = False  # Random multiples of 90 degree rotations.
+  data.num_eval_images = 0  # Cap on eval images (0: the whole eval split).
+  data.prefetch = 2  # Batches prepared ahead of the accelerator.
+
+  # --------------------------------------------------------------- model
+  config.model = model = ml_collections.ConfigDict()
+  # 'autoencoder', 'vae', 'seed_skip' or 'unet'.
+  model.name = 'autoencoder'
+  model.latent_dim = 64  # autoencoder / vae
+  model.depth = 4  # unet: number of down-sampling levels
+  model.base_width = 32  # unet: channels at full resolution, doubling per level
+  model.norm = 'batch'  # unet: 'batch', 'group' or 'none'
+  model.down = 'conv'  # unet: 'conv' (strided conv) or 'pool' (max-pool)
+  model.up = 'transpose'  # unet: 'transpose' or 'resize' (resize + conv)
+  model.residual = True  # unet: predict the noise and return input - noise
+  model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16'.
+
+  # --------------------------------------------------------------- noise
+  config.noise = noise = ml_collections.ConfigDict()
+  # See xdn.noise.NOISE_KINDS: 'gaussian', 'poisson', 'poisson_gaussian',
+  # 'salt_and_pepper', 'speckle'; or a preset such as 'gaussian_medium'.
+  noise.kind = 'gaussian'
+  # Level in the kind's units (gaussian: sigma on the 0-255 scale; poisson:
+  # photons per unit intensity; salt_and_pepper: fraction of pixels; speckle:
+  # std of the multiplicative factor). Ignored when a preset is given.
+  noise.level = 25.0
+  # Blind training: when max_level > min_level, each image draws its own level
+  # uniformly from [min_level, max_level] and `level` is used for evaluation.
+  noise.min_level = 0.0
+  noise.max_level = 0.0
+  noise.read_noise = 2.0  # poisson_gaussian: detector read-noise sigma (0-255 scale).
+  noise.clip = True  # Clip noisy images to [0, 1], as a detector saturates.
+
+  # ---------------------------------------------------------------- loss
+  config.loss = loss = ml_collections.ConfigDict()
+  loss.name = 'mse'  # 'mse' or 'l1' (ignored by the VAE, which uses its ELBO).
+  loss.elbo = 'monte_carlo'  # vae: 'monte_carlo' (the seed's) or 'analytic' KL.
+  loss.beta = 1.0  # vae: weight of the KL term.
+
+  # ----------------------------------------------------------- optimizer
+  config.optimizer = opt = ml_collections.ConfigDict()
+  opt.name = 'adam'  # 'adam', 'adamw' or 'sgd'
+  opt.learning_rate = 1e-3
+  opt.schedule = 'constant'  # 'constant' or 'cosine'
+  opt.warmup_steps = 0
+  opt.weight_decay = 0.0  # adamw only
+  opt.grad_clip_norm = 0.0  # 0: no clipping
+
+  # ------------------------------------------------------------ training
+  config.batch_size = 32  # Global batch, split across all devices.
+  config.num_train_steps = 1500
+  config.log_every_steps = 50
+  config.eval_every_steps = 500
+  config.checkpoint_every_steps = 500
+  config.keep_checkpoints = 3
+  config.num_sample_images = 8  # Rows in the noisy | denoised | clean grid.
+  config.num_generated_images = 16  # vae: images from fixed random latents per eval.
+  config.skip_nonfinite = False  # Skip updates with a NaN/Inf loss or gradient instead of stopping.
+  config.distributed = False  # Call jax.distributed.initialize() (multi-host).
+  return config
