@@ -1,0 +1,107 @@
+"""A residual U-Net denoiser (U-Net / RED-Net style), fully convolutional.
+
+Each of `depth` levels has two 3x3 convolutions with normalisation and ReLU,
+then halves the resolution (strided convolution or max-pooling); the decoder
+doubles it back (transposed convolution or resize + convolution) and
+concatenates the encoder features of the same size. The network predicts the
+noise and returns `input - noise` (residual learning, as DnCNN and RED-Net:
+the noise is a simpler function to learn than the clean image).
+
+Any H, W works: the input is reflect-padded to a multiple of 2**depth and
+the output cropped back.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from xdn.models import layers
+
+
+def _norm(kind: str, train: bool, dtype: Any, name: str):
+  if kind == 'batch':
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                        dtype=dtype, name=name)
+  if kind == 'group':
+    return nn.GroupNorm(num_groups=8, dtype=dtype, name=name)
+  if kind == 'none':
+    return lambda x: x
+  raise ValueError(f"unknown model.norm {kind!r}; use 'batch', 'group' or "
+                   "'none'")
+
+
+class ConvBlock(nn.Module):
+  """Two 3x3 convolutions, each followed by normalisation and ReLU."""
+  features: int
+  norm: str = 'batch'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    for i in range(2):
+      x = layers.Conv(self.features, (3, 3), padding='SAME',
+                      use_bias=self.norm == 'none', dtype=self.dtype,
+                      name=f'conv{i + 1}')(x)
+      x = nn.relu(_norm(self.norm, train, self.dtype, f'norm{i + 1}')(x))
+    return x
+
+
+class UNet(nn.Module):
+  """Noisy [B, H, W, C] -> denoised [B, H, W, C], for any H and W."""
+  depth: int = 4
+  base_width: int = 32
+  norm: str = 'batch'
+  down: str = 'conv'  # 'conv' (3x3 stride 2) or 'pool' (2x2 max-pool)
+  up: str = 'transpose'  # 'transpose' (2x2 stride 2) or 'resize' (+ 3x3 conv)
+  residual: bool = True
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    if self.down not in ('conv', 'pool'):
+      raise ValueError(f"unknown model.down {self.down!r}; use 'conv' or "
+                       "'pool'")
+    if self.up not in ('transpose', 'resize'):
+      raise ValueError(f"unknown model.up {self.up!r}; use 'transpose' or "
+                       "'resize'")
+    b, h, w, c = x.shape
+    multiple = 2**self.depth
+    pad_h, pad_w = -h % multiple, -w % multiple
+    # Reflect padding needs pad < size; 'edge' serves tiny images.
+    mode = 'reflect' if pad_h < h and pad_w < w else 'edge'
+    inputs = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode=mode)
+
+    y = inputs.astype(self.dtype)
+    skips = []
+    for level in range(self.depth):
+      width = self.base_width * 2**level
+      y = ConvBlock(width, self.norm, self.dtype, name=f'down{level}')(
+          y, train=train)
+      skips.append(y)
+      if self.down == 'pool':
+        y = nn.max_pool(y, (2, 2), strides=(2, 2))
+      else:
+        y = layers.Conv(width, (3, 3), strides=(2, 2), padding='SAME',
+                        dtype=self.dtype, name=f'pool{level}')(y)
+    y = ConvBlock(self.base_width * 2**self.depth, self.norm, self.dtype,
+                  name='bottleneck')(y, train=train)
+    for level in reversed(range(self.depth)):
+      width = self.base_width * 2**level
+      if self.up == 'transpose':
+        y = layers.ConvTranspose(width, (2, 2), strides=(2, 2),
+                                 dtype=self.dtype, name=f'upsample{level}')(y)
+      else:
+        n, hh, ww, ch = y.shape
+        y = jax.image.resize(y, (n, 2 * hh, 2 * ww, ch), 'bilinear')
+        y = layers.Conv(width, (3, 3), padding='SAME', dtype=self.dtype,
+                        name=f'upsample{level}')(y)
+      y = jnp.concatenate([y, skips[level]], axis=-1)
+      y = ConvBlock(width, self.norm, self.dtype, name=f'up{level}')(
+          y, train=train)
+    out = layers.Conv(c, (1, 1), dtype=self.dtype, name='head')(y)
+    out = out.astype(jnp.float32)
+    if self.residual:
+      out = inputs - out
+    return out[:, :h, :w, :]
