@@ -16,22 +16,30 @@ MODELS = ('autoencoder', 'vae', 'seed_skip', 'unet')
 _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
-def create_model(config: ml_collections.ConfigDict) -> nn.Module:
-  """Builds the model named by `config.model.name` from the config."""
+def create_model(config: ml_collections.ConfigDict, *,
+                 bn_axis_name: Optional[str] = None) -> nn.Module:
+  """Builds the model named by `config.model.name` from the config.
+
+  `bn_axis_name`: the pmap axis over which BatchNorm averages its batch
+  statistics during training (None outside pmap).
+  """
   mc = config.model
   if mc.dtype not in _DTYPES:
     raise ValueError(f'unknown model.dtype {mc.dtype!r}; use one of '
                      f'{sorted(_DTYPES)}')
   dtype = _DTYPES[mc.dtype]
   if mc.name == 'autoencoder':
-    return Autoencoder(latent_dim=mc.latent_dim, dtype=dtype)
+    return Autoencoder(latent_dim=mc.latent_dim, dtype=dtype,
+                       bn_axis_name=bn_axis_name)
   if mc.name == 'vae':
-    return VAE(latent_dim=mc.latent_dim, dtype=dtype)
+    return VAE(latent_dim=mc.latent_dim, dtype=dtype,
+               bn_axis_name=bn_axis_name)
   if mc.name == 'seed_skip':
     return SeedSkipAutoencoder(dtype=dtype)
   if mc.name == 'unet':
     return UNet(depth=mc.depth, base_width=mc.base_width, norm=mc.norm,
-                down=mc.down, up=mc.up, residual=mc.residual, dtype=dtype)
+                down=mc.down, up=mc.up, residual=mc.residual, dtype=dtype,
+                bn_axis_name=bn_axis_name)
   raise ValueError(f'unknown model.name {mc.name!r}; use one of {MODELS}')
 
 

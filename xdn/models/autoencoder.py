@@ -8,7 +8,7 @@ ConvT1 k3 s1 SAME linear. With latent_dim=64 it has 1,111,105 parameters
 BatchNorm epsilon follow Keras's defaults so training behaves alike.
 """
 
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -25,6 +25,10 @@ class Encoder(nn.Module):
   """Two strided convolutions, BatchNorm, and a Dense projection."""
   out_dim: int
   dtype: Any = jnp.float32
+  # Set to the pmap axis name to average BatchNorm statistics over all
+  # devices (synchronised BatchNorm): training on N devices then equals
+  # training on one with the same global batch.
+  bn_axis_name: Optional[str] = None
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -34,7 +38,8 @@ class Encoder(nn.Module):
     x = nn.relu(conv(32, 'conv1')(x))
     x = nn.relu(conv(64, 'conv2')(x))
     x = nn.BatchNorm(use_running_average=not train, momentum=0.99,
-                     epsilon=KERAS_BN_EPSILON, dtype=self.dtype, name='bn')(x)
+                     epsilon=KERAS_BN_EPSILON, dtype=self.dtype,
+                     axis_name=self.bn_axis_name, name='bn')(x)
     x = x.reshape((x.shape[0], -1))
     return nn.Dense(self.out_dim, kernel_init=KERAS_INIT, dtype=self.dtype,
                     name='dense')(x)
@@ -61,9 +66,11 @@ class Autoencoder(nn.Module):
   """The seed autoencoder: noisy [B, 64, 64, 1] -> denoised [B, 64, 64, 1]."""
   latent_dim: int = 64
   dtype: Any = jnp.float32
+  bn_axis_name: Optional[str] = None
 
   def setup(self):
-    self.encoder = Encoder(self.latent_dim, dtype=self.dtype)
+    self.encoder = Encoder(self.latent_dim, dtype=self.dtype,
+                           bn_axis_name=self.bn_axis_name)
     self.decoder = Decoder(dtype=self.dtype)
 
   def __call__(self, x, *, train: bool = False):

@@ -11,7 +11,7 @@ Any H, W works: the input is reflect-padded to a multiple of 2**depth and
 the output cropped back.
 """
 
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -20,10 +20,11 @@ import jax.numpy as jnp
 from xdn.models import layers
 
 
-def _norm(kind: str, train: bool, dtype: Any, name: str):
+def _norm(kind: str, train: bool, dtype: Any, name: str,
+          axis_name: Optional[str]):
   if kind == 'batch':
     return nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                        dtype=dtype, name=name)
+                        dtype=dtype, axis_name=axis_name, name=name)
   if kind == 'group':
     return nn.GroupNorm(num_groups=8, dtype=dtype, name=name)
   if kind == 'none':
@@ -37,6 +38,7 @@ class ConvBlock(nn.Module):
   features: int
   norm: str = 'batch'
   dtype: Any = jnp.float32
+  bn_axis_name: Optional[str] = None
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -44,7 +46,8 @@ class ConvBlock(nn.Module):
       x = layers.Conv(self.features, (3, 3), padding='SAME',
                       use_bias=self.norm == 'none', dtype=self.dtype,
                       name=f'conv{i + 1}')(x)
-      x = nn.relu(_norm(self.norm, train, self.dtype, f'norm{i + 1}')(x))
+      x = nn.relu(_norm(self.norm, train, self.dtype, f'norm{i + 1}',
+                        self.bn_axis_name)(x))
     return x
 
 
@@ -57,6 +60,7 @@ class UNet(nn.Module):
   up: str = 'transpose'  # 'transpose' (2x2 stride 2) or 'resize' (+ 3x3 conv)
   residual: bool = True
   dtype: Any = jnp.float32
+  bn_axis_name: Optional[str] = None  # See autoencoder.Encoder.
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
@@ -77,7 +81,8 @@ class UNet(nn.Module):
     skips = []
     for level in range(self.depth):
       width = self.base_width * 2**level
-      y = ConvBlock(width, self.norm, self.dtype, name=f'down{level}')(
+      y = ConvBlock(width, self.norm, self.dtype, self.bn_axis_name,
+                    name=f'down{level}')(
           y, train=train)
       skips.append(y)
       if self.down == 'pool':
@@ -86,7 +91,7 @@ class UNet(nn.Module):
         y = layers.Conv(width, (3, 3), strides=(2, 2), padding='SAME',
                         dtype=self.dtype, name=f'pool{level}')(y)
     y = ConvBlock(self.base_width * 2**self.depth, self.norm, self.dtype,
-                  name='bottleneck')(y, train=train)
+                  self.bn_axis_name, name='bottleneck')(y, train=train)
     for level in reversed(range(self.depth)):
       width = self.base_width * 2**level
       if self.up == 'transpose':
@@ -98,7 +103,8 @@ class UNet(nn.Module):
         y = layers.Conv(width, (3, 3), padding='SAME', dtype=self.dtype,
                         name=f'upsample{level}')(y)
       y = jnp.concatenate([y, skips[level]], axis=-1)
-      y = ConvBlock(width, self.norm, self.dtype, name=f'up{level}')(
+      y = ConvBlock(width, self.norm, self.dtype, self.bn_axis_name,
+                    name=f'up{level}')(
           y, train=train)
     out = layers.Conv(c, (1, 1), dtype=self.dtype, name='head')(y)
     out = out.astype(jnp.float32)

@@ -8,7 +8,7 @@ reparameterisation z = mean + exp(logvar / 2) * eps, with eps from the
 deterministic.
 """
 
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import flax.struct
@@ -37,9 +37,11 @@ class VAE(nn.Module):
   """Variational autoencoder over 64x64x1 images."""
   latent_dim: int = 64
   dtype: Any = jnp.float32
+  bn_axis_name: Optional[str] = None  # See autoencoder.Encoder.
 
   def setup(self):
-    self.encoder = Encoder(2 * self.latent_dim, dtype=self.dtype)
+    self.encoder = Encoder(2 * self.latent_dim, dtype=self.dtype,
+                           bn_axis_name=self.bn_axis_name)
     self.decoder = Decoder(dtype=self.dtype)
 
   def encode(self, x, *, train: bool = False):

@@ -1,0 +1,44 @@
+"""Trains an xdn denoiser: `python run.py --config=configs/vae.py --workdir=W`.
+
+Every config field can be overridden: `--config.num_train_steps=100`.
+Rerunning the same command resumes from the latest checkpoint in W.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from xdn import train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    'config', 'configs/default.py', 'Training configuration file.',
+    lock_config=True)
+flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and sample '
+                    'images are written (and resumed from).')
+flags.mark_flags_as_required(['workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = FLAGS.config
+  if config.distributed:
+    # Multi-host: the coordinator address, process count and id come from
+    # the cluster environment (SLURM, TPU pods, or JAX_COORDINATOR_ADDRESS,
+    # JAX_NUM_PROCESSES, JAX_PROCESS_ID).
+    jax.distributed.initialize()
+  logging.info('JAX process %d of %d, local devices: %s', jax.process_index(),
+               jax.process_count(), jax.local_devices())
+  try:
+    train.train_and_evaluate(config, FLAGS.workdir)
+  except (ValueError, FileNotFoundError, PermissionError,
+          FloatingPointError) as e:
+    # Problems with the user's config, data or workdir: one clear line.
+    raise SystemExit(f'error: {e}') from None
+
+
+if __name__ == '__main__':
+  app.run(main)

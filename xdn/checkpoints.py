@@ -1,0 +1,134 @@
+"""Checkpoints of a training run, with orbax.
+
+Layout of a workdir:
+  config.json          the run's config (read back by evaluate and denoise)
+  checkpoints/<step>/  the last `keep_checkpoints` training states
+  best/<step>/         the state with the best eval PSNR so far
+
+States are saved as host (numpy) arrays of one replica, so a checkpoint does
+not depend on the number of devices that wrote it. Orbax writes each
+checkpoint to a temporary folder and renames it when complete, so a run
+killed mid-write leaves no checkpoint that looks valid: the next run resumes
+from the previous one.
+"""
+
+import json
+import os
+from typing import Any, Dict, Optional
+
+from absl import logging
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+LATEST, BEST = 'checkpoints', 'best'
+CONFIG_FILE = 'config.json'
+# Config fields that change the shapes of the saved state: a checkpoint
+# written under other values cannot be restored.
+_SHAPE_FIELDS = ('model', 'optimizer.name')
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Saves the config beside the checkpoints (atomically)."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  os.replace(tmp, path)
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run in `workdir` was trained with."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f'{path} not found: {workdir!r} is not an xdn training workdir; '
+        'pass the --workdir of a run made with run.py')
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def _field(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  value = config
+  for part in dotted.split('.'):
+    value = value.get(part) if hasattr(value, 'get') else None
+  return value.to_dict() if hasattr(value, 'to_dict') else value
+
+
+def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Raises if `workdir` holds checkpoints of a differently shaped model."""
+  if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+    return
+  saved = read_config(workdir)
+  for field in _SHAPE_FIELDS:
+    old, new = _field(saved, field), _field(config, field)
+    if field == 'model' and old and new:
+      # The compute dtype does not change the saved parameters.
+      old, new = ({k: v for k, v in d.items() if k != 'dtype'}
+                  for d in (old, new))
+    if old != new:
+      raise ValueError(
+          f'workdir {workdir!r} holds a run with a different {field} '
+          f'({old} vs now {new}); use a new --workdir, or the same config '
+          'to resume that run')
+
+
+class Checkpointer:
+  """Saves and restores training states (as nested dicts of arrays)."""
+
+  def __init__(self, workdir: str, keep: int = 3):
+    self.workdir = os.path.abspath(workdir)
+    self._latest = ocp.CheckpointManager(
+        os.path.join(self.workdir, LATEST),
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+    self._best = ocp.CheckpointManager(
+        os.path.join(self.workdir, BEST),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=1, create=True, best_fn=lambda m: m['psnr'],
+            best_mode='max', keep_checkpoints_without_metrics=False))
+
+  def _manager(self, which: str) -> ocp.CheckpointManager:
+    if which not in (LATEST, BEST, 'latest', 'best'):
+      raise ValueError(f"checkpoint must be 'latest' or 'best', got {which!r}")
+    return self._best if which in (BEST, 'best') else self._latest
+
+  def latest_step(self, which: str = 'latest') -> Optional[int]:
+    return self._manager(which).latest_step()
+
+  def best_step(self) -> Optional[int]:
+    return self._best.best_step()
+
+  def save(self, step: int, state: Dict[str, Any]) -> None:
+    """Saves the latest state; waits for the write to complete on exit."""
+    self._latest.save(step, args=ocp.args.StandardSave(state))
+
+  def save_best(self, step: int, state: Dict[str, Any], psnr: float) -> None:
+    """Offers a state as the best; orbax keeps it if its PSNR is highest."""
+    self._best.save(step, args=ocp.args.StandardSave(state),
+                    metrics={'psnr': float(psnr)})
+
+  def restore(self, target: Dict[str, Any], which: str = 'latest',
+              step: Optional[int] = None) -> Dict[str, Any]:
+    """Restores the state at `step` (default: the newest / best one)."""
+    manager = self._manager(which)
+    if step is None:
+      step = manager.best_step() if manager is self._best else None
+      step = step if step is not None else manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f'no {which} checkpoint in {self.workdir}')
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    try:
+      return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except (ValueError, KeyError, TypeError) as e:
+      raise ValueError(
+          f'checkpoint {step} in {self.workdir} does not match this model '
+          f'and config ({type(e).__name__}: {str(e).splitlines()[0][:200]}); '
+          'use a new --workdir or the config that wrote it') from None
+
+  def wait(self) -> None:
+    self._latest.wait_until_finished()
+    self._best.wait_until_finished()
+
+  def close(self) -> None:
+    self._latest.close()
+    self._best.close()

@@ -1,0 +1,446 @@
+"""Training: TrainState, the pmap-compiled train and eval steps, the loop.
+
+`train_and_evaluate(config, workdir)` is what `run.py` calls. One code path
+serves one device and many: the steps are always `jax.pmap`-compiled over
+the local devices (a single CPU is a pmap of one), gradients and BatchNorm
+statistics are averaged over the 'batch' axis, and the noise of every
+example is drawn from a key derived from (seed, step, example index in the
+global batch), so training does not depend on how many devices share it.
+"""
+
+import functools
+import os
+import signal
+import time
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+import flax
+from flax import jax_utils
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from PIL import Image
+
+from xdn import checkpoints
+from xdn import losses
+from xdn import metrics as metrics_lib
+from xdn import models
+from xdn import noise
+from xdn import visualize
+from xdn.data import pipeline
+
+AXIS = 'batch'
+
+
+class TrainState(train_state.TrainState):
+  """Parameters, optimizer state and BatchNorm statistics of a run."""
+  batch_stats: Any = None
+  # Steps whose loss or gradient was NaN/Inf; their updates were skipped.
+  nonfinite_steps: jax.Array = None
+  first_nonfinite_step: jax.Array = None  # -1 while every step was finite.
+
+
+# --------------------------------------------------------------- set-up
+
+
+def check_config(config: ml_collections.ConfigDict,
+                 num_devices: int = 1) -> None:
+  """Raises a one-line error for any bad config value before work starts."""
+  models.check_config(config)
+  noise.check_config(config.noise)
+  if config.batch_size <= 0 or config.batch_size % num_devices:
+    raise ValueError(
+        f'batch_size={config.batch_size} must be a positive multiple of the '
+        f'{num_devices} devices; set --config.batch_size accordingly')
+  for field in ('num_train_steps', 'log_every_steps', 'eval_every_steps',
+                'checkpoint_every_steps', 'keep_checkpoints'):
+    if config[field] <= 0:
+      raise ValueError(f'{field} must be > 0, got {config[field]}')
+  if config.optimizer.learning_rate <= 0:
+    raise ValueError('optimizer.learning_rate must be > 0')
+
+
+def create_optimizer(config: ml_collections.ConfigDict
+                    ) -> optax.GradientTransformation:
+  """The optax optimizer and learning-rate schedule of `config.optimizer`."""
+  oc = config.optimizer
+  if oc.schedule == 'constant':
+    lr = optax.constant_schedule(oc.learning_rate)
+  elif oc.schedule == 'cosine':
+    lr = optax.cosine_decay_schedule(
+        oc.learning_rate, max(config.num_train_steps - oc.warmup_steps, 1))
+  else:
+    raise ValueError(f"unknown optimizer.schedule {oc.schedule!r}; use "
+                     "'constant' or 'cosine'")
+  if oc.warmup_steps > 0:
+    lr = optax.join_schedules(
+        [optax.linear_schedule(0.0, oc.learning_rate, oc.warmup_steps), lr],
+        [oc.warmup_steps])
+  if oc.name == 'adam':
+    tx = optax.adam(lr)
+  elif oc.name == 'adamw':
+    tx = optax.adamw(lr, weight_decay=oc.weight_decay)
+  elif oc.name == 'sgd':
+    tx = optax.sgd(lr, momentum=0.9)
+  else:
+    raise ValueError(f"unknown optimizer.name {oc.name!r}; use 'adam', "
+                     "'adamw' or 'sgd'")
+  if oc.grad_clip_norm > 0:
+    tx = optax.chain(optax.clip_by_global_norm(oc.grad_clip_norm), tx)
+  return tx
+
+
+def create_train_state(config: ml_collections.ConfigDict, model, key: jax.Array,
+                       image_shape: Tuple[int, int, int]) -> TrainState:
+  """Initialises parameters for images of `image_shape` (H, W, C)."""
+  dummy = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      {'params': key, 'latent': key}, dummy)
+  return TrainState.create(
+      apply_fn=model.apply, params=variables['params'],
+      batch_stats=variables.get('batch_stats', {}),
+      tx=create_optimizer(config),
+      nonfinite_steps=jnp.zeros((), jnp.int32),
+      first_nonfinite_step=jnp.full((), -1, jnp.int32))
+
+
+def example_keys(key: jax.Array, local_batch: int) -> jax.Array:
+  """One key per example, from its index in the global batch (in pmap)."""
+  first = jax.lax.axis_index(AXIS) * local_batch
+  return jax.vmap(jax.random.fold_in, (None, 0))(
+      key, first + jnp.arange(local_batch))
+
+
+def corrupt_batch(keys: jax.Array, clean: jax.Array,
+                  noise_config: ml_collections.ConfigDict, *,
+                  train: bool) -> jax.Array:
+  """Corrupts each image with its own key (and, if blind, its own level)."""
+  one = lambda k, x: noise.corrupt(k, x[None], noise_config, train=train)[0]
+  return jax.vmap(one)(keys, clean)
+
+
+# ---------------------------------------------------------------- steps
+
+
+def train_step(state: TrainState, clean: jax.Array, key: jax.Array, *,
+               config: ml_collections.ConfigDict
+               ) -> Tuple[TrainState, Dict[str, jax.Array]]:
+  """One optimisation step on a device's share [b, H, W, C] of the batch.
+
+  Runs under `jax.pmap(axis_name='batch')`. `key` is the run's training key;
+  the step's randomness is derived from it and `state.step`, so the step is a
+  pure function of its inputs and a resumed run repeats it exactly.
+  """
+  step_key = jax.random.fold_in(key, state.step)
+  noise_key, latent_key = jax.random.split(step_key)
+  noisy = corrupt_batch(example_keys(noise_key, clean.shape[0]), clean,
+                        config.noise, train=True)
+  latent_key = jax.random.fold_in(latent_key, jax.lax.axis_index(AXIS))
+
+  def loss_fn(params):
+    out, updates = state.apply_fn(
+        {'params': params, 'batch_stats': state.batch_stats}, noisy,
+        train=True, rngs={'latent': latent_key}, mutable=['batch_stats'])
+    loss, extras = losses.compute_loss(config.loss, out, clean)
+    return loss, (extras, updates, models.denoised_image(out))
+
+  (loss, (extras, updates, denoised)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  grads = jax.lax.pmean(grads, AXIS)
+  batch_stats = jax.lax.pmean(updates.get('batch_stats', {}), AXIS)
+  grad_norm = optax.global_norm(grads)
+  loss = jax.lax.pmean(loss, AXIS)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  # A non-finite step leaves the state as it was (but for the step count and
+  # the record of the fault), so the last good parameters are never lost.
+  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                           new_state, state.replace(step=new_state.step))
+  new_state = new_state.replace(
+      nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32),
+      first_nonfinite_step=jnp.where(
+          (state.first_nonfinite_step < 0) & ~finite, state.step,
+          state.first_nonfinite_step))
+  step_metrics = {'loss': loss, 'grad_norm': grad_norm,
+                  'psnr': jnp.mean(metrics_lib.psnr(
+                      jnp.clip(denoised, 0, 1), clean))}
+  step_metrics.update(extras)
+  return new_state, jax.lax.pmean(step_metrics, AXIS)
+
+
+def eval_step(state: TrainState, clean: jax.Array, index: jax.Array,
+              key: jax.Array, *, config: ml_collections.ConfigDict
+              ) -> Dict[str, jax.Array]:
+  """Per-image metrics of denoising `clean` [b, H, W, C] corrupted afresh.
+
+  Image i's noise comes from fold_in(key, index[i]): every eval sees the
+  same noisy images, so eval numbers are comparable across steps and runs.
+  """
+  keys = jax.vmap(jax.random.fold_in, (None, 0))(key, index)
+  noisy = corrupt_batch(keys, clean, config.noise, train=False)
+  out = state.apply_fn({'params': state.params,
+                        'batch_stats': state.batch_stats}, noisy, train=False)
+  loss, _ = jax.vmap(
+      lambda o, c: losses.compute_loss(config.loss, o, c[None]))(
+          jax.tree.map(lambda x: x[:, None], out), clean)
+  denoised = jnp.clip(models.denoised_image(out), 0.0, 1.0)
+  return {'loss': loss, 'mse': jnp.mean((denoised - clean)**2, (1, 2, 3)),
+          'psnr': metrics_lib.psnr(denoised, clean),
+          'ssim': metrics_lib.ssim(denoised, clean),
+          'noisy_psnr': metrics_lib.psnr(noisy, clean),
+          'noisy_ssim': metrics_lib.ssim(noisy, clean),
+          'noisy': noisy, 'denoised': denoised}
+
+
+def compile_train_step(config: ml_collections.ConfigDict) -> Callable:
+  """`train_step` pmapped over local devices: (state, batch [D, b, ...], key)."""
+  return jax.pmap(functools.partial(train_step, config=config),
+                  axis_name=AXIS, in_axes=(0, 0, None), donate_argnums=(0,))
+
+
+def compile_eval_step(config: ml_collections.ConfigDict) -> Callable:
+  return jax.pmap(functools.partial(eval_step, config=config),
+                  axis_name=AXIS, in_axes=(0, 0, 0, None))
+
+
+# ----------------------------------------------------------- evaluation
+
+
+def evaluate(p_eval_step: Callable, state: TrainState, images: np.ndarray,
+             key: jax.Array, batch_size: int
+             ) -> Tuple[Dict[str, float], np.ndarray, np.ndarray]:
+  """Mean eval metrics over `images`, and the (noisy, denoised) images."""
+  devices = jax.local_device_count()
+  per_device = max(batch_size // devices, 1)
+  chunk = per_device * devices
+  sums: Dict[str, float] = {}
+  noisy, denoised = [], []
+  for start in range(0, len(images), chunk):
+    batch = images[start:start + chunk]
+    n = len(batch)
+    # Pad the last batch to a whole number per device; drop the padding.
+    batch = np.concatenate([batch, np.zeros((chunk - n,) + batch.shape[1:],
+                                            batch.dtype)])
+    index = np.arange(start, start + chunk, dtype=np.int32)
+    out = p_eval_step(state, batch.reshape((devices, per_device) +
+                                           batch.shape[1:]),
+                      index.reshape(devices, per_device), key)
+    out = jax.tree.map(lambda x: np.asarray(x).reshape((chunk,) + x.shape[2:])
+                       [:n], jax.device_get(out))
+    noisy.append(out.pop('noisy'))
+    denoised.append(out.pop('denoised'))
+    for name, values in out.items():
+      sums[name] = sums.get(name, 0.0) + float(np.sum(values))
+  means = {name: total / len(images) for name, total in sums.items()}
+  return means, np.concatenate(noisy), np.concatenate(denoised)
+
+
+# ------------------------------------------------------------------ loop
+
+
+class _StopRequest:
+  """Turns SIGTERM / SIGINT into a request the loop honours at a step end."""
+
+  def __init__(self):
+    self.signal: Optional[int] = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # Not the main thread: leave signals alone.
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signal is not None:  # A second Ctrl-C: stop now.
+      raise KeyboardInterrupt
+    self.signal = signum
+    logging.warning('Received %s: saving a checkpoint, then stopping.',
+                    signal.Signals(signum).name)
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _check_workdir(workdir: str) -> None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, '.write_test')
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise PermissionError(
+        f'cannot write to workdir {workdir!r} ({e.strerror}); pass a '
+        '--workdir you can write to') from None
+
+
+def _host_state(state: TrainState) -> Dict[str, Any]:
+  """One replica of the state as a dict of numpy arrays, for orbax."""
+  return jax.device_get(flax.serialization.to_state_dict(
+      jax_utils.unreplicate(state)))
+
+
+def _raise_if_nonfinite(state: TrainState, config, checkpointer) -> int:
+  """Stops the run on a NaN/Inf step unless config.skip_nonfinite is set."""
+  first = int(jax.device_get(state.first_nonfinite_step[0]))
+  count = int(jax.device_get(state.nonfinite_steps[0]))
+  if first >= 0 and not config.skip_nonfinite:
+    good = checkpointer.latest_step()
+    raise FloatingPointError(
+        f'non-finite loss or gradient at step {first}; its update was not '
+        f'applied and the last good checkpoint (step {good}) is kept. Lower '
+        '--config.optimizer.learning_rate, check the data, or set '
+        '--config.skip_nonfinite=True to skip such steps')
+  return count
+
+
+def _save_samples(workdir: str, step: int, clean, noisy, denoised) -> None:
+  os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+  grid = visualize.image_grid([noisy, denoised, clean])
+  visualize.save_png(os.path.join(workdir, 'samples',
+                                  f'denoise_{step:07d}.png'), grid)
+
+
+def _save_generated(workdir: str, step: int, images: np.ndarray) -> None:
+  folder = os.path.join(workdir, 'samples')
+  os.makedirs(folder, exist_ok=True)
+  columns = int(np.ceil(np.sqrt(len(images))))
+  visualize.save_png(os.path.join(folder, f'generated_{step:07d}.png'),
+                     visualize.tile(images, columns))
+
+
+def _save_generated_gif(workdir: str) -> None:
+  folder = os.path.join(workdir, 'samples')
+  names = sorted(n for n in os.listdir(folder) if n.startswith('generated_')
+                 and n.endswith('.png'))
+  if names:
+    frames = [np.asarray(Image.open(os.path.join(folder, n))) for n in names]
+    visualize.save_gif(os.path.join(folder, 'generated.gif'), frames)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> TrainState:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint."""
+  devices = jax.local_device_count()
+  check_config(config, devices * jax.process_count())
+  is_chief = jax.process_index() == 0
+  _check_workdir(workdir)
+  checkpoints.check_compatible(workdir, config)
+  if is_chief:
+    checkpoints.write_config(workdir, config)
+
+  writer = metric_writers.create_default_writer(
+      workdir, just_logging=not is_chief)
+  pipeline.prepare(config.data)
+  eval_images = pipeline.eval_images(config.data, config.data.eval_split)
+  logging.info('Eval on %d images of %s[%s]', len(eval_images),
+               config.data.name, config.data.eval_split)
+
+  model = models.create_model(config, bn_axis_name=AXIS)
+  init_key, train_key, eval_key, gen_key = jax.random.split(
+      jax.random.key(config.seed), 4)
+  image_shape = (config.data.image_size, config.data.image_size, 1)
+  state = create_train_state(config, model, init_key, image_shape)
+  checkpointer = checkpoints.Checkpointer(workdir, config.keep_checkpoints)
+  if checkpointer.latest_step() is not None:
+    restored = checkpointer.restore(_host_state_template(state))
+    state = flax.serialization.from_state_dict(state, restored)
+    logging.info('Resumed from %s at step %d', checkpointer.workdir,
+                 int(state.step))
+  initial_step = int(state.step)
+  writer.write_hparams({k: v for k, v in _flatten(config.to_dict()).items()})
+
+  state = jax_utils.replicate(state)
+  p_train_step = compile_train_step(config)
+  p_eval_step = compile_eval_step(config)
+  train_iter = jax_utils.prefetch_to_device(pipeline.train_batches(
+      config.data, global_batch_size=config.batch_size, num_devices=devices,
+      seed=config.seed, start_step=initial_step,
+      process_index=jax.process_index(),
+      process_count=jax.process_count()), 2)
+  hooks = [periodic_actions.ReportProgress(
+      num_train_steps=config.num_train_steps, writer=writer)] if is_chief else []
+
+  def run_eval(step: int) -> Dict[str, float]:
+    means, noisy, denoised = evaluate(p_eval_step, state, eval_images,
+                                      eval_key, config.batch_size)
+    writer.write_scalars(step, {f'eval_{k}': v for k, v in means.items()})
+    n = config.num_sample_images
+    if is_chief and n > 0:
+      _save_samples(workdir, step, eval_images[:n], noisy[:n], denoised[:n])
+      if config.model.name == 'vae':
+        params = jax_utils.unreplicate(state).params
+        images = jax.jit(functools.partial(model.apply, method='sample'),
+                         static_argnums=2)({'params': params}, gen_key,
+                                           config.num_generated_images)
+        _save_generated(workdir, step, np.asarray(images))
+    return means
+
+  step = initial_step
+  window: list = []
+  window_start = time.perf_counter()
+  with _StopRequest() as stop:
+    for step in range(initial_step + 1, config.num_train_steps + 1):
+      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+        state, step_metrics = p_train_step(state, next(train_iter), train_key)
+      window.append(step_metrics)
+      for hook in hooks:
+        hook(step)
+      last = step == config.num_train_steps
+      if step % config.log_every_steps == 0 or last or stop.signal:
+        skipped = _raise_if_nonfinite(state, config, checkpointer)
+        host_window = jax.device_get(window)
+        summary = {f'train_{k}': float(np.mean([m[k] for m in host_window]))
+                   for k in host_window[0]}
+        elapsed = time.perf_counter() - window_start
+        summary['train_images_per_sec'] = (
+            len(window) * config.batch_size / max(elapsed, 1e-9))
+        summary['train_nonfinite_steps'] = skipped
+        writer.write_scalars(step, summary)
+        window, window_start = [], time.perf_counter()
+      if step % config.eval_every_steps == 0 or last:
+        means = run_eval(step)
+        if is_chief:
+          checkpointer.save_best(step, _host_state(state), means['psnr'])
+      if step % config.checkpoint_every_steps == 0 or last or stop.signal:
+        _raise_if_nonfinite(state, config, checkpointer)
+        checkpointer.save(step, _host_state(state))
+      if stop.signal:
+        break
+  checkpointer.wait()
+  if stop.signal:
+    logging.warning('Stopped at step %d; rerun the same command to resume.',
+                    step)
+  elif step == initial_step:
+    logging.info('Already trained to step %d; nothing to do.', step)
+  if is_chief and config.model.name == 'vae':
+    _save_generated_gif(workdir)
+  writer.flush()
+  checkpointer.close()
+  return jax_utils.unreplicate(state)
+
+
+def _host_state_template(state: TrainState) -> Dict[str, Any]:
+  return jax.device_get(flax.serialization.to_state_dict(state))
+
+
+def _flatten(d: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
