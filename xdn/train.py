@@ -12,7 +12,7 @@ import functools
 import os
 import signal
 import time
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from absl import logging
 from clu import metric_writers
@@ -47,6 +47,16 @@ class TrainState(train_state.TrainState):
 
 
 # --------------------------------------------------------------- set-up
+
+
+def unreplicate(tree: Any) -> Any:
+  """The first replica of each array of a pmapped pytree.
+
+  (flax's `jax_utils.unreplicate` keeps the device axis of a pmap over one
+  device of a multi-device host; this does not.)
+  """
+  return jax.tree.map(
+      lambda x: x.addressable_shards[0].data.reshape(x.shape[1:]), tree)
 
 
 def check_config(config: ml_collections.ConfigDict,
@@ -199,10 +209,16 @@ def eval_step(state: TrainState, clean: jax.Array, index: jax.Array,
           'noisy': noisy, 'denoised': denoised}
 
 
-def compile_train_step(config: ml_collections.ConfigDict) -> Callable:
-  """`train_step` pmapped over local devices: (state, batch [D, b, ...], key)."""
+def compile_train_step(config: ml_collections.ConfigDict,
+                       devices: Optional[Sequence[jax.Device]] = None
+                       ) -> Callable:
+  """`train_step` pmapped over `devices` (default: all local devices).
+
+  Call as (replicated state, batch [D, b, H, W, C], training key).
+  """
   return jax.pmap(functools.partial(train_step, config=config),
-                  axis_name=AXIS, in_axes=(0, 0, None), donate_argnums=(0,))
+                  axis_name=AXIS, in_axes=(0, 0, None), donate_argnums=(0,),
+                  devices=devices)
 
 
 def compile_eval_step(config: ml_collections.ConfigDict) -> Callable:
@@ -289,7 +305,7 @@ def _check_workdir(workdir: str) -> None:
 def _host_state(state: TrainState) -> Dict[str, Any]:
   """One replica of the state as a dict of numpy arrays, for orbax."""
   return jax.device_get(flax.serialization.to_state_dict(
-      jax_utils.unreplicate(state)))
+      unreplicate(state)))
 
 
 def _raise_if_nonfinite(state: TrainState, config, checkpointer) -> int:
@@ -381,7 +397,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     if is_chief and n > 0:
       _save_samples(workdir, step, eval_images[:n], noisy[:n], denoised[:n])
       if config.model.name == 'vae':
-        params = jax_utils.unreplicate(state).params
+        params = unreplicate(state).params
         images = jax.jit(functools.partial(model.apply, method='sample'),
                          static_argnums=2)({'params': params}, gen_key,
                                            config.num_generated_images)
@@ -429,7 +445,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     _save_generated_gif(workdir)
   writer.flush()
   checkpointer.close()
-  return jax_utils.unreplicate(state)
+  return unreplicate(state)
 
 
 def _host_state_template(state: TrainState) -> Dict[str, Any]:

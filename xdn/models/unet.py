@@ -11,6 +11,7 @@ Any H, W works: the input is reflect-padded to a multiple of 2**depth and
 the output cropped back.
 """
 
+import math
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -20,13 +21,15 @@ import jax.numpy as jnp
 from xdn.models import layers
 
 
-def _norm(kind: str, train: bool, dtype: Any, name: str,
+def _norm(kind: str, features: int, train: bool, dtype: Any, name: str,
           axis_name: Optional[str]):
   if kind == 'batch':
     return nn.BatchNorm(use_running_average=not train, momentum=0.9,
                         dtype=dtype, axis_name=axis_name, name=name)
   if kind == 'group':
-    return nn.GroupNorm(num_groups=8, dtype=dtype, name=name)
+    # 8 groups where the width allows (fewer for very narrow test models).
+    return nn.GroupNorm(num_groups=math.gcd(8, features), dtype=dtype,
+                        name=name)
   if kind == 'none':
     return lambda x: x
   raise ValueError(f"unknown model.norm {kind!r}; use 'batch', 'group' or "
@@ -46,8 +49,9 @@ class ConvBlock(nn.Module):
       x = layers.Conv(self.features, (3, 3), padding='SAME',
                       use_bias=self.norm == 'none', dtype=self.dtype,
                       name=f'conv{i + 1}')(x)
-      x = nn.relu(_norm(self.norm, train, self.dtype, f'norm{i + 1}',
-                        self.bn_axis_name)(x))
+      norm = _norm(self.norm, self.features, train, self.dtype,
+                   f'norm{i + 1}', self.bn_axis_name)
+      x = nn.relu(norm(x))
     return x
 
 
