@@ -4,6 +4,9 @@ Every config field can be overridden: `--config.num_train_steps=100`.
 Rerunning the same command resumes from the latest checkpoint in W.
 """
 
+import logging as pylogging
+import os
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -21,9 +24,18 @@ flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and sample '
 flags.mark_flags_as_required(['workdir'])
 
 
+class _QuietCheckpointLogs(pylogging.Filter):
+  """Drops orbax's per-checkpoint INFO chatter; keeps its warnings."""
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return (record.levelno >= pylogging.WARNING
+            or f'{os.sep}orbax{os.sep}' not in record.pathname)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_QuietCheckpointLogs())
   config = FLAGS.config
   if config.distributed:
     # Multi-host: the coordinator address, process count and id come from

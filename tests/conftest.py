@@ -13,3 +13,18 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
+
+
+import pytest  # pylint: disable=g-import-not-at-top
+
+
+@pytest.fixture(scope='session')
+def sample_data_dir(tmp_path_factory):
+  """A TFDS data_dir holding the embedded chest_xray_sample, built once."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from xdn.data import pipeline  # pylint: disable=g-import-not-at-top
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  config = default.get_config()
+  config.data.data_dir = data_dir
+  pipeline.prepare(config.data)
+  return data_dir
