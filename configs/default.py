@@ -20,6 +20,9 @@ def get_config() -> ml_collections.ConfigDict:
   data.name = 'chest_xray_sample'
   data.data_dir = ''  # TFDS data_dir; '' means TFDS's default (~/tensorflow_datasets).
   data.manual_dir = ''  # Kaggle zip or extracted folder, for 'chest_xray/*'.
+  # Building chest_xray/*: skip unreadable images with a warning (default:
+  # stop and name the file).
+  data.skip_corrupt = False
   data.train_split = 'train'
   data.eval_split = 'validation'  # Used during training and to pick the best checkpoint.
   data.test_split = 'test'  # Used by xdn.evaluate for the final table.

@@ -45,7 +45,8 @@ _AUGMENT_STREAM = 1
 def prepare(data_config: DataConfig) -> None:
   """Builds the TFDS data set if needed and logs what will be used."""
   builder = _prepared_builder(data_config.name, data_config.data_dir,
-                              data_config.manual_dir)
+                              data_config.manual_dir,
+                              data_config.get('skip_corrupt', False))
   splits = {name: split.num_examples
             for name, split in builder.info.splits.items()}
   banner = '=' * 78
@@ -268,11 +269,16 @@ def _load_split(name: str, data_dir: str, manual_dir: str, split: str):
 
 
 @functools.lru_cache(maxsize=None)
-def _prepared_builder(name: str, data_dir: str,
-                      manual_dir: str) -> tfds.core.DatasetBuilder:
-  """The TFDS builder for `name`, building the data set first if needed."""
+def _prepared_builder(name: str, data_dir: str, manual_dir: str,
+                      skip_corrupt: bool = False) -> tfds.core.DatasetBuilder:
+  """The TFDS builder for `name`, building the data set first if needed.
+
+  `skip_corrupt` (Kaggle builder only) skips unreadable images with a warning
+  while building, instead of stopping.
+  """
+  kwargs = {'skip_corrupt': True} if skip_corrupt else {}
   try:
-    builder = tfds.builder(name, data_dir=data_dir or None)
+    builder = tfds.builder(name, data_dir=data_dir or None, **kwargs)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise ValueError(
         f"data.name={name!r} is not a known TFDS data set; use "
