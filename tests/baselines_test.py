@@ -1,4 +1,4 @@
-"""xdn.baselines: classical denoisers improve on the noisy input, told the level."""
+"""xdn.baselines: classical denoisers, told the level, beat the noisy input."""
 
 import multiprocessing
 

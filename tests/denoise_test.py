@@ -1,4 +1,4 @@
-"""xdn.denoise: file formats round trip, tiling, and failures that are not fatal."""
+"""xdn.denoise: formats round trip, tiling, failures that are not fatal."""
 
 import os
 import subprocess
@@ -119,7 +119,8 @@ def test_rgb_jpeg_becomes_a_grayscale_8bit_png(tmp_path):
   gray = gradient(40, 30, 255).astype(np.uint8)
   Image.fromarray(np.stack([gray] * 3, -1)).save(tmp_path / 'x.jpg',
                                                  quality=95)
-  assert denoise.denoise_files(FakeDenoiser(box_blur), [str(tmp_path / 'x.jpg')],
+  assert denoise.denoise_files(FakeDenoiser(box_blur),
+                               [str(tmp_path / 'x.jpg')],
                                str(tmp_path / 'out')) == 0
   assert not os.path.exists(tmp_path / 'out' / 'x.jpg')
   out = np.asarray(Image.open(tmp_path / 'out' / 'x.png'))

@@ -28,6 +28,7 @@ if any failed.
 import copy
 import dataclasses
 import io
+import logging as pylogging
 import os
 import sys
 import time
@@ -41,18 +42,24 @@ import numpy as np
 from xdn import image_io
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'Training workdir of the model to apply.')
-flags.DEFINE_string('out', None, 'Folder for the denoised files (created).')
-flags.DEFINE_bool('overwrite', False, 'Replace existing output files.')
-flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'],
-                  'Which checkpoint of the workdir to use.')
-flags.DEFINE_integer('batch_size', 32, 'Tiles (or images) per model call.')
-flags.DEFINE_integer('tile', 0, 'Tile size; 0: the model\'s fixed size, or '
-                     f'{512} for the U-Net.')
-flags.DEFINE_integer('overlap', -1, 'Overlap of neighbouring tiles in '
-                     'pixels; -1: a quarter of the tile.')
-flags.DEFINE_integer('max_pixels', 2048 * 2048, 'U-Net: images up to this '
-                     'many pixels are denoised whole, larger ones in tiles.')
+
+
+def define_flags() -> None:
+  """The CLI's flags; defined on use so importing this module adds none."""
+  flags.DEFINE_string('workdir', None, 'Training workdir of the model to '
+                      'apply.')
+  flags.DEFINE_string('out', None, 'Folder for the denoised files (created).')
+  flags.DEFINE_bool('overwrite', False, 'Replace existing output files.')
+  flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'],
+                    'Which checkpoint of the workdir to use.')
+  flags.DEFINE_integer('batch_size', 32, 'Tiles (or images) per model call.')
+  flags.DEFINE_integer('tile', 0, 'Tile size; 0: the model\'s fixed size, or '
+                       f'{UNET_TILE} for the U-Net.')
+  flags.DEFINE_integer('overlap', -1, 'Overlap of neighbouring tiles in '
+                       'pixels; -1: a quarter of the tile.')
+  flags.DEFINE_integer('max_pixels', 2048 * 2048, 'U-Net: images up to this '
+                       'many pixels are denoised whole, larger ones in tiles.')
+
 
 # Any callable [B, H, W, 1] float32 in [0, 1] -> same, with `fixed_size`
 # (None or the square size it needs) and `name`: `xdn.inference.Denoiser`.
@@ -321,8 +328,15 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
   return failed
 
 
+def _quiet_orbax(record: pylogging.LogRecord) -> bool:
+  """Drops orbax's INFO chatter about each restore; keeps its warnings."""
+  return (record.levelno >= pylogging.WARNING
+          or f'{os.sep}orbax{os.sep}' not in record.pathname)
+
+
 def main(argv: Sequence[str]) -> None:
   inputs = argv[1:]
+  logging.get_absl_handler().addFilter(_quiet_orbax)
   if not inputs:
     raise app.UsageError('name the input files or folders, e.g. '
                          'xdn-denoise --workdir=W --out=DIR scan.png')
@@ -346,6 +360,7 @@ def main(argv: Sequence[str]) -> None:
 
 def run() -> None:
   """Console-script entry point (setup.cfg: xdn-denoise)."""
+  define_flags()
   app.run(main)
 
 

@@ -1,0 +1,421 @@
+"""PSNR / SSIM of trained models and classical baselines on the test split.
+
+  python -m xdn.evaluate --workdir=runs/ae,runs/vae,runs/unet [--skip_slow]
+  xdn-evaluate --workdir=runs/unet --num_images=50 --out=reports/unet
+
+Every method sees the same test images with the same noise: for each setting
+(kind, level) the noise key is `--seed` folded with the kind's index in
+`xdn.noise.NOISE_KINDS` and the level (in thousandths), so a setting's noisy
+images do not depend on which other settings are in the grid. Noisy images
+are clipped to [0, 1] as a detector saturates.
+
+Writes to `--out` (default: the first workdir) `eval_results.md` (rows: noise
+settings, columns: methods, cells `PSNR / SSIM`, the best of each in bold;
+also printed), `eval_results.csv` and `eval_results.json` (means and stds
+over images), and `eval_figure.png` (clean | noisy | each method on one test
+image, PSNR in the titles).
+"""
+
+import csv
+import dataclasses
+import json
+import logging as pylogging
+import multiprocessing
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+import numpy as np
+
+from xdn import baselines
+from xdn import metrics
+from xdn import noise
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The CLI's flags; defined on use so importing this module adds none."""
+  flags.DEFINE_multi_string(
+      'workdir', [], 'Training workdir(s) whose best checkpoint to '
+      'evaluate; comma-separated or repeated. None: baselines only (then '
+      '--out and --config are needed).')
+  config_flags.DEFINE_config_file(
+      'config', None, 'Optional config file whose `data` section chooses the '
+      'test images (default: the first workdir\'s saved config).',
+      lock_config=False)
+  flags.DEFINE_string('data_dir', None, 'TFDS data_dir override (where '
+                      'chest_xray_sample is built or found).')
+  flags.DEFINE_string('split', None, 'Split to evaluate on (default: the '
+                      'config\'s data.test_split).')
+  flags.DEFINE_string('out', None, 'Folder for the results (default: the '
+                      'first workdir).')
+  flags.DEFINE_integer('num_images', 0, 'Evaluate at most this many images '
+                       '(0: the whole split).')
+  flags.DEFINE_list('settings', None, 'Noise settings, each KIND:LEVEL (e.g. '
+                    'gaussian:25, poisson:50) or a preset name (e.g. '
+                    'gaussian_medium). Default: the standard grid.')
+  flags.DEFINE_list('baselines', list(baselines.BASELINES),
+                    f'Baselines to run, from {list(baselines.BASELINES)}.')
+  flags.DEFINE_bool('skip_slow', False, 'Leave out the slow baselines '
+                    f'({", ".join(baselines.SLOW)}).')
+  flags.DEFINE_integer('seed', 0, 'Noise seed.')
+  flags.DEFINE_float('read_noise', 2.0, 'poisson_gaussian read-noise sigma '
+                     '(0-255 scale).')
+  flags.DEFINE_integer('processes', os.cpu_count() or 1, 'Worker processes '
+                       'for the slow baselines (1: none).')
+  flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'],
+                    'Which checkpoint of each workdir to use.')
+  flags.DEFINE_string('figure_setting', 'gaussian:25', 'Noise setting shown '
+                      'in the figure (the first setting if not in the grid).')
+  flags.DEFINE_integer('figure_image', 0, 'Index of the test image in the '
+                       'figure.')
+
+
+RESULT_FILES = ('eval_results.md', 'eval_results.csv', 'eval_results.json',
+                'eval_figure.png')
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+  """One noise setting of the grid."""
+  kind: str  # A key of noise.NOISE_KINDS.
+  level: float  # In the kind's units (see xdn.noise).
+  preset: str = ''  # The preset it came from, if any.
+
+  @property
+  def label(self) -> str:
+    unit = {'gaussian': f'σ={self.level:.4g}',
+            'poisson': f'dose={self.level:.4g}',
+            'poisson_gaussian': f'dose={self.level:.4g}',
+            'salt_and_pepper': f'{self.level:.0%}',
+            'speckle': f'σ={self.level:.3g}'}[self.kind]
+    return f'{self.preset} ({unit})' if self.preset else f'{self.kind} {unit}'
+
+
+def parse_setting(text: str) -> Setting:
+  """'gaussian:25' or a preset name such as 'gaussian_medium'."""
+  text = text.strip()
+  if text in noise.PRESETS:
+    kind, level = noise.PRESETS[text]
+    return Setting(kind, float(level), text)
+  kind, sep, level = text.partition(':')
+  if not sep:
+    raise ValueError(f'noise setting {text!r} (flag --settings) must be '
+                     f'KIND:LEVEL, e.g. gaussian:25, or one of the presets '
+                     f'{sorted(noise.PRESETS)}')
+  try:
+    value = float(level)
+  except ValueError:
+    raise ValueError(f'noise setting {text!r} (flag --settings): level '
+                     f'{level!r} is not a number') from None
+  kind, value = noise.resolve(kind, value)
+  return Setting(kind, value)
+
+
+# Gaussian sigma 15/25/50 and the seed's tiers; Poisson at a moderate and a
+# low dose (noise std at mid-gray ~13 and ~25 on the 0-255 scale); the
+# seed's salt-and-pepper tiers.
+DEFAULT_SETTINGS: Tuple[str, ...] = (
+    'gaussian:15', 'gaussian:25', 'gaussian:50',
+    'gaussian_easy', 'gaussian_medium', 'gaussian_hard',
+    'poisson:200', 'poisson:50',
+    'salt_and_pepper_easy', 'salt_and_pepper_medium', 'salt_and_pepper_hard',
+)
+
+
+def noise_key(seed: int, setting: Setting) -> jax.Array:
+  """The key of a setting: seed folded with (kind index, level)."""
+  kind_index = list(noise.NOISE_KINDS).index(setting.kind)
+  key = jax.random.fold_in(jax.random.key(seed), kind_index)
+  return jax.random.fold_in(key, int(round(setting.level * 1000)))
+
+
+def noisy_images(clean: np.ndarray, setting: Setting, seed: int,
+                 read_noise: float = 2.0) -> np.ndarray:
+  """The noisy test images every method of `setting` sees (clipped)."""
+  return np.asarray(noise.add_noise(
+      noise_key(seed, setting), jnp.asarray(clean, jnp.float32),
+      setting.kind, setting.level, clip=True, read_noise=read_noise))
+
+
+def _scores(denoised: np.ndarray, clean: np.ndarray) -> Dict[str, Any]:
+  psnr = np.asarray(metrics.psnr(jnp.asarray(denoised), jnp.asarray(clean)))
+  ssim = np.asarray(metrics.ssim(jnp.asarray(denoised), jnp.asarray(clean)))
+  return {'psnr': float(psnr.mean()), 'ssim': float(ssim.mean()),
+          'psnr_std': float(psnr.std()), 'ssim_std': float(ssim.std()),
+          'psnr_per_image': psnr, 'num_images': len(psnr)}
+
+
+def apply_model(denoiser, noisy: np.ndarray) -> np.ndarray:
+  """Runs a model on [N, S, S, 1] images, tiling if it needs another size."""
+  fixed = getattr(denoiser, 'fixed_size', None)
+  if fixed is None or noisy.shape[1:3] == (fixed, fixed):
+    return np.asarray(denoiser(noisy), np.float32)
+  from xdn import denoise  # pylint: disable=g-import-not-at-top
+  return np.stack([denoise.denoise_image(denoiser, image[..., 0])
+                   for image in noisy])[..., None]
+
+
+@dataclasses.dataclass
+class Evaluation:
+  """Scores per (setting, method), and the figure's images."""
+  settings: List[Setting]
+  methods: List[str]  # Column names, in order.
+  rows: List[Dict[str, Any]]  # One per (setting, method).
+  figure: Dict[str, np.ndarray]  # Method -> its output on the figure image.
+  figure_setting: Setting
+
+
+def evaluate(clean: np.ndarray, settings: Sequence[Setting],
+             models: Dict[str, Any], baseline_names: Sequence[str], *,
+             seed: int = 0, read_noise: float = 2.0, pool=None,
+             figure_setting: Optional[Setting] = None,
+             figure_image: int = 0) -> Evaluation:
+  """Scores every model and baseline on `clean` [N, S, S, 1] per setting.
+
+  `models` maps column names to denoisers ([B, H, W, 1] -> same, in [0, 1]).
+  """
+  settings = list(settings)
+  if figure_setting not in settings:
+    figure_setting = settings[0]
+  methods = (['noisy input'] * ('noisy' in baseline_names) + list(models) +
+             [baselines.DISPLAY_NAMES[b] for b in baseline_names
+              if b != 'noisy'])
+  rows, figure = [], {}
+  total = len(settings) * (len(models) + len(baseline_names))
+  done, start = 0, time.time()
+  for setting in settings:
+    noisy = noisy_images(clean, setting, seed, read_noise)
+    outputs = {}
+    for name, denoiser in models.items():
+      outputs[name] = apply_model(denoiser, noisy)
+    for name in baseline_names:
+      outputs[baselines.DISPLAY_NAMES[name]] = baselines.apply_many(
+          name, noisy, setting.kind, setting.level, read_noise=read_noise,
+          pool=pool)
+    for method in methods:
+      scores = _scores(outputs[method], clean)
+      rows.append({'setting': setting.label, 'kind': setting.kind,
+                   'level': setting.level, 'method': method, **scores})
+      done += 1
+    if setting == figure_setting:
+      figure = {'clean': clean[figure_image, ..., 0],
+                'noisy': noisy[figure_image, ..., 0],
+                **{m: outputs[m][figure_image, ..., 0] for m in methods}}
+    elapsed = time.time() - start
+    logging.info('%-34s done in %.0fs (ETA %.0fs)', setting.label, elapsed,
+                 elapsed / done * (total - done))
+  return Evaluation(settings, methods, rows, figure, figure_setting)
+
+
+# ----------------------------------------------------------------- outputs
+
+
+def markdown_table(evaluation: Evaluation) -> str:
+  """Rows: settings; columns: methods; `PSNR / SSIM`, best of each bold."""
+  by_key = {(r['setting'], r['method']): r for r in evaluation.rows}
+  header = ['noise'] + evaluation.methods
+  lines = ['| ' + ' | '.join(header) + ' |',
+           '|' + '|'.join(['---'] + [':---:'] * len(evaluation.methods)) + '|']
+  for setting in evaluation.settings:
+    cells = [by_key[(setting.label, m)] for m in evaluation.methods]
+    best_psnr = max(round(c['psnr'], 2) for c in cells)
+    best_ssim = max(round(c['ssim'], 3) for c in cells)
+    row = [setting.label]
+    for c in cells:
+      psnr, ssim = f'{c["psnr"]:.2f}', f'{c["ssim"]:.3f}'
+      if round(c['psnr'], 2) == best_psnr:
+        psnr = f'**{psnr}**'
+      if round(c['ssim'], 3) == best_ssim:
+        ssim = f'**{ssim}**'
+      row.append(f'{psnr} / {ssim}')
+    lines.append('| ' + ' | '.join(row) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+_CSV_FIELDS = ('setting', 'kind', 'level', 'method', 'psnr', 'ssim',
+               'psnr_std', 'ssim_std', 'num_images')
+
+
+def write_results(out_dir: str, evaluation: Evaluation,
+                  meta: Dict[str, Any]) -> str:
+  """Writes the Markdown, CSV and JSON results; returns the Markdown table."""
+  os.makedirs(out_dir, exist_ok=True)
+  table = markdown_table(evaluation)
+  preamble = (f'PSNR (dB) / SSIM on {meta["num_images"]} images of '
+              f'{meta["data"]}:{meta["split"]}, noise seed {meta["seed"]}; '
+              'best per row in bold.\n\n')
+  _write_text(os.path.join(out_dir, 'eval_results.md'), preamble + table)
+  with open(os.path.join(out_dir, 'eval_results.csv.tmp'), 'w',
+            newline='') as f:
+    writer = csv.DictWriter(f, _CSV_FIELDS, extrasaction='ignore')
+    writer.writeheader()
+    writer.writerows(evaluation.rows)
+  os.replace(os.path.join(out_dir, 'eval_results.csv.tmp'),
+             os.path.join(out_dir, 'eval_results.csv'))
+  rows = [{k: r[k] for k in _CSV_FIELDS} for r in evaluation.rows]
+  _write_text(os.path.join(out_dir, 'eval_results.json'), json.dumps(
+      {**meta, 'methods': evaluation.methods,
+       'settings': [dataclasses.asdict(s) | {'label': s.label}
+                    for s in evaluation.settings],
+       'results': rows}, indent=2))
+  return table
+
+
+def _write_text(path: str, text: str) -> None:
+  with open(path + '.tmp', 'w') as f:
+    f.write(text)
+  os.replace(path + '.tmp', path)
+
+
+def save_figure(path: str, evaluation: Evaluation) -> None:
+  """clean | noisy | each method, PSNR in the titles, for one test image."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  panels = evaluation.figure
+  clean = panels['clean']
+  names = ['clean', 'noisy'] + [m for m in evaluation.methods
+                                if m != 'noisy input']
+  fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 2.7),
+                           squeeze=False)
+  for ax, name in zip(axes[0], names):
+    image = panels[name]
+    ax.imshow(image, cmap='gray', vmin=0, vmax=1, interpolation='nearest')
+    if name == 'clean':
+      title = 'clean'
+    else:
+      mse = float(np.mean((image - clean) ** 2))
+      title = f'{name}\n{10 * np.log10(1 / max(mse, 1e-10)):.2f} dB'
+    ax.set_title(title, fontsize=9)
+    ax.axis('off')
+  fig.suptitle(evaluation.figure_setting.label, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path + '.tmp.png', dpi=120)
+  plt.close(fig)
+  os.replace(path + '.tmp.png', path)
+
+
+# --------------------------------------------------------------------- CLI
+
+
+def split_workdirs(values: Sequence[str]) -> List[str]:
+  """Flattens repeated and comma-separated --workdir values."""
+  return [w.strip() for v in values for w in v.split(',') if w.strip()]
+
+
+def model_labels(denoisers: Sequence[Any], workdirs: Sequence[str]
+                 ) -> List[str]:
+  """Column names: the model name, with the workdir when names repeat."""
+  names = [d.name for d in denoisers]
+  return [n if names.count(n) == 1 else
+          f'{n} ({os.path.basename(os.path.normpath(w))})'
+          for n, w in zip(names, workdirs)]
+
+
+def choose_baselines(names: Sequence[str], skip_slow: bool) -> List[str]:
+  for name in names:
+    baselines.get(name)  # Raises naming the flag for unknown names.
+  return [n for n in names if not (skip_slow and n in baselines.SLOW)]
+
+
+def _quiet_orbax(record: pylogging.LogRecord) -> bool:
+  """Drops orbax's INFO chatter about each restore; keeps its warnings."""
+  return (record.levelno >= pylogging.WARNING
+          or f'{os.sep}orbax{os.sep}' not in record.pathname)
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_quiet_orbax)
+  try:
+    _main()
+  except (ValueError, FileNotFoundError) as e:
+    raise SystemExit(f'error: {e}') from None
+
+
+def _main() -> None:
+  from xdn import checkpoints  # pylint: disable=g-import-not-at-top
+  from xdn import inference  # pylint: disable=g-import-not-at-top
+  from xdn.data import pipeline  # pylint: disable=g-import-not-at-top
+  workdirs = split_workdirs(FLAGS.workdir)
+  if not workdirs and not FLAGS.out:
+    raise ValueError('give --workdir (models to evaluate) or, for the '
+                     'baselines alone, --out')
+  if FLAGS.config is not None:
+    data_config = FLAGS.config.data
+  elif workdirs:
+    data_config = checkpoints.read_config(workdirs[0]).data
+  else:
+    raise ValueError('without --workdir, name the data with '
+                     '--config=configs/default.py')
+  data_config = data_config.copy_and_resolve_references()
+  if FLAGS.data_dir is not None:
+    data_config.data_dir = FLAGS.data_dir
+  data_config.num_eval_images = max(FLAGS.num_images, 0)
+  split = FLAGS.split or data_config.test_split
+  settings = [parse_setting(s) for s in (FLAGS.settings or DEFAULT_SETTINGS)]
+  figure_setting = parse_setting(FLAGS.figure_setting)
+  baseline_names = choose_baselines(FLAGS.baselines, FLAGS.skip_slow)
+  out_dir = FLAGS.out or workdirs[0]
+
+  pipeline.prepare(data_config)
+  clean = pipeline.eval_images(data_config, split)
+  if not 0 <= FLAGS.figure_image < len(clean):
+    raise ValueError(f'--figure_image={FLAGS.figure_image} but only '
+                     f'{len(clean)} images are evaluated')
+  logging.info('Evaluating on %d images of %s:%s', len(clean),
+               data_config.name, split)
+  denoisers = []
+  for workdir in workdirs:
+    denoiser = inference.load_denoiser(workdir, FLAGS.checkpoint)
+    logging.info('Model %s at step %d from %s', denoiser.name, denoiser.step,
+                 workdir)
+    if denoiser.config.data.name != data_config.name:
+      logging.warning('%s was trained on %s but is evaluated on %s', workdir,
+                      denoiser.config.data.name, data_config.name)
+    denoisers.append(denoiser)
+  models = dict(zip(model_labels(denoisers, workdirs), denoisers))
+
+  pool = None
+  if FLAGS.processes > 1 and any(b in baselines.SLOW for b in baseline_names):
+    # 'spawn': forking a process that has started JAX's threads can deadlock.
+    pool = multiprocessing.get_context('spawn').Pool(FLAGS.processes)
+  try:
+    evaluation = evaluate(clean, settings, models, baseline_names,
+                          seed=FLAGS.seed, read_noise=FLAGS.read_noise,
+                          pool=pool, figure_setting=figure_setting,
+                          figure_image=FLAGS.figure_image)
+  finally:
+    if pool is not None:
+      pool.close()
+      pool.join()
+  meta = {'data': data_config.name, 'split': split,
+          'num_images': len(clean), 'seed': FLAGS.seed,
+          'read_noise': FLAGS.read_noise,
+          'models': [{'column': label, 'workdir': w, 'name': d.name,
+                      'step': d.step, 'checkpoint': FLAGS.checkpoint}
+                     for label, w, d in zip(models, workdirs, denoisers)],
+          'baselines': baseline_names}
+  table = write_results(out_dir, evaluation, meta)
+  save_figure(os.path.join(out_dir, 'eval_figure.png'), evaluation)
+  print(table)
+  logging.info('Wrote %s to %s', ', '.join(RESULT_FILES), out_dir)
+
+
+def run() -> None:
+  """Console-script entry point (setup.cfg: xdn-evaluate)."""
+  define_flags()
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()
