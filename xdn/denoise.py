@@ -122,6 +122,11 @@ def denoise_tiled(denoiser: Denoiser, image: np.ndarray, tile: int,
   for first in range(0, len(corners), batch_size):
     batch = corners[first:first + batch_size]
     tiles = np.stack([image[y:y + tile, x:x + tile] for y, x in batch])
+    # Pad to a power of two: a compiled model then serves every image with
+    # a handful of batch shapes instead of one per tile count.
+    padded = min(1 << (len(batch) - 1).bit_length(), max(batch_size, 1))
+    tiles = np.concatenate(
+        [tiles, np.zeros((padded - len(batch), tile, tile), np.float32)])
     outputs = np.asarray(denoiser(tiles[..., None]))[..., 0]
     for (y, x), out in zip(batch, outputs):
       total[y:y + tile, x:x + tile] += window * out
@@ -322,7 +327,10 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
                    elapsed / count * (len(pairs) - count))
     except (ValueError, OSError) as e:  # ImageDecodeError is a ValueError.
       failed += 1
-      logging.error('%s: %s', path, str(e).splitlines()[0] if str(e) else e)
+      message = str(e).splitlines()[0] if str(e) else type(e).__name__
+      # One line that names the file (most messages already do).
+      logging.error('%s', message if path in message else
+                    f'{path}: {message}')
   logging.info('%d of %d files denoised into %s', len(pairs) - failed,
                len(pairs), out_dir)
   return failed

@@ -197,9 +197,13 @@ def evaluate(clean: np.ndarray, settings: Sequence[Setting],
     for name, denoiser in models.items():
       outputs[name] = apply_model(denoiser, noisy)
     for name in baseline_names:
+      begin = time.time()
       outputs[baselines.DISPLAY_NAMES[name]] = baselines.apply_many(
           name, noisy, setting.kind, setting.level, read_noise=read_noise,
           pool=pool)
+      if name in baselines.SLOW:
+        logging.info('  %s: %.2fs per image', name,
+                     (time.time() - begin) / len(noisy))
     for method in methods:
       scores = _scores(outputs[method], clean)
       rows.append({'setting': setting.label, 'kind': setting.kind,
