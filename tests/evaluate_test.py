@@ -15,7 +15,6 @@ from scipy import stats
 
 from configs import default
 from xdn import evaluate
-from xdn import noise
 from xdn.data import pipeline
 from tests.denoise_test import FakeDenoiser
 from tests.denoise_test import make_workdir
@@ -181,4 +180,3 @@ def test_cli_end_to_end(tmp_path, sample_data_dir):
   want = clipped_gaussian_psnr(clean.astype(np.float64), 25 / 255)
   assert want > 20.17  # Clipping removes some noise: above 20*log10(255/25).
   assert noisy['psnr'] == pytest.approx(want, abs=0.25)
-  assert noise.resolve('gaussian', 25.0) == ('gaussian', 25.0)

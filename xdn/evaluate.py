@@ -288,7 +288,7 @@ def save_figure(path: str, evaluation: Evaluation) -> None:
   clean = panels['clean']
   names = ['clean', 'noisy'] + [m for m in evaluation.methods
                                 if m != 'noisy input']
-  fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 2.7),
+  fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 3.0),
                            squeeze=False)
   for ax, name in zip(axes[0], names):
     image = panels[name]
@@ -301,7 +301,7 @@ def save_figure(path: str, evaluation: Evaluation) -> None:
     ax.set_title(title, fontsize=9)
     ax.axis('off')
   fig.suptitle(evaluation.figure_setting.label, fontsize=10)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0, 1, 0.9))  # Room for the suptitle.
   fig.savefig(path + '.tmp.png', dpi=120)
   plt.close(fig)
   os.replace(path + '.tmp.png', path)
