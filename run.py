@@ -32,16 +32,36 @@ class _QuietCheckpointLogs(pylogging.Filter):
             or f'{os.sep}orbax{os.sep}' not in record.pathname)
 
 
+def initialize_distributed(config) -> None:
+  """Joins the processes of a multi-host run (config.distributed).
+
+  Fields left at '' / -1 come from the cluster environment (SLURM, TPU pods,
+  or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).
+  """
+  # CPU-only hosts need a cross-process collectives backend; GPUs and TPUs
+  # ignore this setting.
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  try:
+    jax.distributed.initialize(
+        coordinator_address=config.coordinator_address or None,
+        num_processes=(config.num_processes
+                       if config.num_processes > 0 else None),
+        process_id=config.process_id if config.process_id >= 0 else None)
+  except (ValueError, RuntimeError) as e:
+    raise SystemExit(
+        f'error: cannot start multi-host JAX ({str(e).splitlines()[0]}); set '
+        '--config.coordinator_address=HOST:PORT of process 0, '
+        '--config.num_processes and --config.process_id on every process') \
+        from None
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_QuietCheckpointLogs())
   config = FLAGS.config
   if config.distributed:
-    # Multi-host: the coordinator address, process count and id come from
-    # the cluster environment (SLURM, TPU pods, or JAX_COORDINATOR_ADDRESS,
-    # JAX_NUM_PROCESSES, JAX_PROCESS_ID).
-    jax.distributed.initialize()
+    initialize_distributed(config)
   logging.info('JAX process %d of %d, local devices: %s', jax.process_index(),
                jax.process_count(), jax.local_devices())
   try:

@@ -87,5 +87,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_sample_images = 8  # Rows in the noisy | denoised | clean grid.
   config.num_generated_images = 16  # vae: images from fixed random latents per eval.
   config.skip_nonfinite = False  # Skip updates with a NaN/Inf loss or gradient instead of stopping.
+  # ---------------------------------------------------------- multi-host
   config.distributed = False  # Call jax.distributed.initialize() (multi-host).
+  # '' / -1: from the cluster environment (SLURM, TPU pods, or
+  # JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).
+  config.coordinator_address = ''  # host:port of process 0, e.g. '10.0.0.1:1234'.
+  config.num_processes = -1
+  config.process_id = -1
   return config

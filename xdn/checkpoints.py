@@ -7,9 +7,13 @@ Layout of a workdir:
 
 States are saved as host (numpy) arrays of one replica, so a checkpoint does
 not depend on the number of devices that wrote it. Orbax writes each
-checkpoint to a temporary folder and renames it when complete, so a run
-killed mid-write leaves no checkpoint that looks valid: the next run resumes
-from the previous one.
+checkpoint to a temporary folder (`<step>.orbax-checkpoint-tmp-<time>`) and
+renames it to `<step>` when complete, so a run killed mid-write leaves no
+checkpoint that looks valid: the next run resumes from the previous one (and
+a training run deletes such leftovers when it starts).
+
+With several processes (multi-host) every process calls `save` and
+`save_best` (they are collective); only process 0 writes the arrays.
 """
 
 import json
@@ -73,19 +77,40 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
           'to resume that run')
 
 
+def _barrier_prefix(name: str) -> ocp.options.MultiprocessingOptions:
+  # Multi-host saves synchronise processes with barriers named by step: the
+  # two managers save the same steps, so their barriers need distinct names.
+  return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name)
+
+
 class Checkpointer:
   """Saves and restores training states (as nested dicts of arrays)."""
 
-  def __init__(self, workdir: str, keep: int = 3):
+  def __init__(self, workdir: str, keep: int = 3, *,
+               cleanup_tmp: bool = False):
+    """Opens (creating if needed) the checkpoints of `workdir`.
+
+    Args:
+      workdir: the training workdir.
+      keep: how many of the latest checkpoints to keep.
+      cleanup_tmp: delete unfinished checkpoints left by a killed run. Only
+        the training run may do this: a reader (evaluate, denoise) of a live
+        workdir would delete the checkpoint being written.
+    """
     self.workdir = os.path.abspath(workdir)
     self._latest = ocp.CheckpointManager(
         os.path.join(self.workdir, LATEST),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True,
+            cleanup_tmp_directories=cleanup_tmp,
+            multiprocessing_options=_barrier_prefix(LATEST)))
     self._best = ocp.CheckpointManager(
         os.path.join(self.workdir, BEST),
         options=ocp.CheckpointManagerOptions(
             max_to_keep=1, create=True, best_fn=lambda m: m['psnr'],
-            best_mode='max', keep_checkpoints_without_metrics=False))
+            best_mode='max', keep_checkpoints_without_metrics=False,
+            cleanup_tmp_directories=cleanup_tmp,
+            multiprocessing_options=_barrier_prefix(BEST)))
 
   def _manager(self, which: str) -> ocp.CheckpointManager:
     if which not in (LATEST, BEST, 'latest', 'best'):
@@ -99,27 +124,43 @@ class Checkpointer:
     return self._best.best_step()
 
   def save(self, step: int, state: Dict[str, Any]) -> None:
-    """Saves the latest state; waits for the write to complete on exit."""
-    self._latest.save(step, args=ocp.args.StandardSave(state))
+    """Saves the latest state; waits for the write to complete on exit.
+
+    A step already saved is left as it is: a resumed run repeats the steps
+    after its checkpoint exactly, so the state would be the same.
+    """
+    if step not in self._latest.all_steps():
+      self._latest.save(step, args=ocp.args.StandardSave(state))
 
   def save_best(self, step: int, state: Dict[str, Any], psnr: float) -> None:
-    """Offers a state as the best; orbax keeps it if its PSNR is highest."""
-    self._best.save(step, args=ocp.args.StandardSave(state),
-                    metrics={'psnr': float(psnr)})
+    """Offers a state as the best; orbax keeps it if its PSNR is highest.
 
-  def restore(self, target: Dict[str, Any], which: str = 'latest',
+    A run killed after saving the best state of a step but before its
+    latest checkpoint repeats that step when resumed: the best state it
+    already has is kept (orbax would refuse to save the step again).
+    """
+    if step not in self._best.all_steps():
+      self._best.save(step, args=ocp.args.StandardSave(state),
+                      metrics={'psnr': float(psnr)})
+
+  def restore(self, target: Optional[Dict[str, Any]], which: str = 'latest',
               step: Optional[int] = None) -> Dict[str, Any]:
-    """Restores the state at `step` (default: the newest / best one)."""
+    """Restores the state at `step` (default: the newest / best one).
+
+    `target` (a state dict of arrays) gives the expected structure, shapes
+    and dtypes; None restores the arrays as saved (numpy).
+    """
     manager = self._manager(which)
     if step is None:
       step = manager.best_step() if manager is self._best else None
       step = step if step is not None else manager.latest_step()
     if step is None:
       raise FileNotFoundError(f'no {which} checkpoint in {self.workdir}')
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    abstract = (None if target is None else
+                jax.tree.map(ocp.utils.to_shape_dtype_struct, target))
     try:
       return manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
       raise ValueError(
           f'checkpoint {step} in {self.workdir} does not match this model '
           f'and config ({type(e).__name__}: {str(e).splitlines()[0][:200]}); '

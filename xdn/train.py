@@ -151,6 +151,9 @@ def train_step(state: TrainState, clean: jax.Array, key: jax.Array, *,
   noise_key, latent_key = jax.random.split(step_key)
   noisy = corrupt_batch(example_keys(noise_key, clean.shape[0]), clean,
                         config.noise, train=True)
+  # Materialise the noisy batch once: XLA:CPU would otherwise fuse the noise
+  # generator into the first convolution and redraw it for every window.
+  noisy = jax.lax.optimization_barrier(noisy)
   latent_key = jax.random.fold_in(latent_key, jax.lax.axis_index(AXIS))
 
   def loss_fn(params):
@@ -248,14 +251,24 @@ def evaluate(p_eval_step: Callable, state: TrainState, images: np.ndarray,
     out = p_eval_step(state, batch.reshape((devices, per_device) +
                                            batch.shape[1:]),
                       index.reshape(devices, per_device), key)
-    out = jax.tree.map(lambda x: np.asarray(x).reshape((chunk,) + x.shape[2:])
-                       [:n], jax.device_get(out))
+    out = jax.tree.map(lambda x: _local_values(x).reshape(
+        (chunk,) + x.shape[2:])[:n], out)
     noisy.append(out.pop('noisy'))
     denoised.append(out.pop('denoised'))
     for name, values in out.items():
       sums[name] = sums.get(name, 0.0) + float(np.sum(values))
   means = {name: total / len(images) for name, total in sums.items()}
   return means, np.concatenate(noisy), np.concatenate(denoised)
+
+
+def _local_values(x: jax.Array) -> np.ndarray:
+  """This process's rows [local devices, ...] of a pmap output.
+
+  With several processes (multi-host) a pmap output also spans other
+  processes' devices, which this process cannot read.
+  """
+  shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+  return np.concatenate([np.asarray(s.data) for s in shards])
 
 
 # ------------------------------------------------------------------ loop
@@ -292,7 +305,9 @@ class _StopRequest:
 def _check_workdir(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, '.write_test')
+    # Named per process: processes of a multi-host run share the workdir.
+    probe = os.path.join(
+        workdir, f'.write_test.{jax.process_index()}.{os.getpid()}')
     with open(probe, 'w') as f:
       f.write('ok')
     os.remove(probe)
@@ -310,9 +325,10 @@ def _host_state(state: TrainState) -> Dict[str, Any]:
 
 def _raise_if_nonfinite(state: TrainState, config, checkpointer) -> int:
   """Stops the run on a NaN/Inf step unless config.skip_nonfinite is set."""
-  first = int(jax.device_get(state.first_nonfinite_step[0]))
-  count = int(jax.device_get(state.nonfinite_steps[0]))
+  first = int(unreplicate(state.first_nonfinite_step))
+  count = int(unreplicate(state.nonfinite_steps))
   if first >= 0 and not config.skip_nonfinite:
+    checkpointer.wait()  # Let a save in flight (of a good state) finish.
     good = checkpointer.latest_step()
     raise FloatingPointError(
         f'non-finite loss or gradient at step {first}; its update was not '
@@ -369,7 +385,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       jax.random.key(config.seed), 4)
   image_shape = (config.data.image_size, config.data.image_size, 1)
   state = create_train_state(config, model, init_key, image_shape)
-  checkpointer = checkpoints.Checkpointer(workdir, config.keep_checkpoints)
+  checkpointer = checkpoints.Checkpointer(workdir, config.keep_checkpoints,
+                                         cleanup_tmp=True)
   if checkpointer.latest_step() is not None:
     restored = checkpointer.restore(_host_state_template(state))
     state = flax.serialization.from_state_dict(state, restored)
@@ -417,7 +434,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       last = step == config.num_train_steps
       if step % config.log_every_steps == 0 or last or stop.signal:
         skipped = _raise_if_nonfinite(state, config, checkpointer)
-        host_window = jax.device_get(window)
+        host_window = jax.device_get(unreplicate(window))
         summary = {f'train_{k}': float(np.mean([m[k] for m in host_window]))
                    for k in host_window[0]}
         elapsed = time.perf_counter() - window_start
@@ -428,8 +445,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         window, window_start = [], time.perf_counter()
       if step % config.eval_every_steps == 0 or last:
         means = run_eval(step)
-        if is_chief:
-          checkpointer.save_best(step, _host_state(state), means['psnr'])
+        # Collective: every process calls it, process 0 writes.
+        checkpointer.save_best(step, _host_state(state), means['psnr'])
       if step % config.checkpoint_every_steps == 0 or last or stop.signal:
         _raise_if_nonfinite(state, config, checkpointer)
         checkpointer.save(step, _host_state(state))
