@@ -1,0 +1,38 @@
+"""One tiny run of xdn.bench, so the benchmark cannot rot (no timing checks)."""
+
+import json
+
+import pytest
+
+from xdn import bench
+from xdn.bench import __main__ as bench_main
+from xdn.bench import keras_reference
+
+
+def test_benchmark_tiny_step_with_reference(sample_data_dir):
+  results = bench.benchmark(['autoencoder'], batch_size=2, repeats=1,
+                            warmup=0, pipeline_steps=1, reference=True,
+                            data_dir=sample_data_dir)
+  json.dumps(results)  # It is printed as JSON.
+  entry = results['models']['autoencoder']
+  assert entry['parameters'] == 1_111_105
+  for field in ('train_images_per_s', 'eval_images_per_s',
+                'keras_train_images_per_s', 'ratio'):
+    assert entry[field] > 0
+  assert results['pipeline']['images_per_s'] > 0
+  assert results['device_count'] >= 1 and results['jax']
+
+
+@pytest.mark.parametrize('name', ['vae', 'unet'])
+def test_keras_references_run(name):
+  size = 64 if name == 'vae' else 16  # The U-Net takes any size.
+  assert keras_reference.train_images_per_second(
+      name, batch=2, size=size, repeats=1, warmup=0) > 0
+
+
+def test_keras_autoencoder_matches_seed_parameter_count():
+  assert keras_reference.parameter_count('autoencoder') == 1_111_105
+
+
+def test_entry_point_exists():
+  assert callable(bench_main.run)

@@ -1,0 +1,43 @@
+r"""Prints one JSON object with xdn's training and inference speed.
+
+  python -m xdn.bench [--models=autoencoder,vae,seed_skip,unet] \
+      [--batch_size=128] [--repeats=5] [--reference] [--data_dir=DIR]
+
+`--reference` also times the original Keras models (TensorFlow, same
+process, same shapes) and adds `ratio` = xdn / keras train images/s.
+"""
+
+import json
+
+from absl import app
+from absl import flags
+
+_MODELS = flags.DEFINE_list('models', ['autoencoder', 'vae', 'seed_skip',
+                                       'unet'], 'Models to time.')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 128, 'Images per step.')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed steps (median).')
+_WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed steps after compiling.')
+_PIPELINE_STEPS = flags.DEFINE_integer('pipeline_steps', 100,
+                                       'Timed input-pipeline batches.')
+_REFERENCE = flags.DEFINE_bool('reference', False,
+                               'Also time the Keras originals.')
+_DATA_DIR = flags.DEFINE_string('data_dir', None,
+                                'TFDS data_dir (default: the config\'s).')
+
+
+def main(argv):
+  del argv
+  from xdn import bench  # pylint: disable=g-import-not-at-top
+  print(json.dumps(bench.benchmark(
+      _MODELS.value, batch_size=_BATCH_SIZE.value, repeats=_REPEATS.value,
+      warmup=_WARMUP.value, pipeline_steps=_PIPELINE_STEPS.value,
+      reference=_REFERENCE.value, data_dir=_DATA_DIR.value)))
+
+
+def run():
+  """Console entry point `xdn-bench`."""
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()
