@@ -4,15 +4,13 @@ Every config field can be overridden: `--config.num_train_steps=100`.
 Rerunning the same command resumes from the latest checkpoint in W.
 """
 
-import logging as pylogging
-import os
-
 from absl import app
 from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
 
+from xdn import checkpoints
 from xdn import train
 
 FLAGS = flags.FLAGS
@@ -22,14 +20,6 @@ config_flags.DEFINE_config_file(
 flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and sample '
                     'images are written (and resumed from).')
 flags.mark_flags_as_required(['workdir'])
-
-
-class _QuietCheckpointLogs(pylogging.Filter):
-  """Drops orbax's per-checkpoint INFO chatter; keeps its warnings."""
-
-  def filter(self, record: pylogging.LogRecord) -> bool:
-    return (record.levelno >= pylogging.WARNING
-            or f'{os.sep}orbax{os.sep}' not in record.pathname)
 
 
 def initialize_distributed(config) -> None:
@@ -58,7 +48,7 @@ def initialize_distributed(config) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_QuietCheckpointLogs())
+  checkpoints.quiet_orbax_logs()
   config = FLAGS.config
   if config.distributed:
     initialize_distributed(config)

@@ -17,6 +17,7 @@ With several processes (multi-host) every process calls `save` and
 """
 
 import json
+import logging as pylogging
 import os
 from typing import Any, Dict, Optional
 
@@ -31,6 +32,19 @@ CONFIG_FILE = 'config.json'
 # written under other values cannot be restored.
 _SHAPE_FIELDS = ('model', 'optimizer.name')
 
+
+
+def _is_not_orbax_info(record: pylogging.LogRecord) -> bool:
+  return (record.levelno >= pylogging.WARNING
+          or f'{os.sep}orbax{os.sep}' not in record.pathname)
+
+
+def quiet_orbax_logs() -> None:
+  """Drops orbax's INFO chatter about every save and restore from the absl
+  log (its warnings and errors stay). For command-line entry points."""
+  handler = logging.get_absl_handler()
+  if _is_not_orbax_info not in handler.filters:
+    handler.addFilter(_is_not_orbax_info)
 
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Saves the config beside the checkpoints (atomically)."""

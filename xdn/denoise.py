@@ -28,7 +28,6 @@ if any failed.
 import copy
 import dataclasses
 import io
-import logging as pylogging
 import os
 import sys
 import time
@@ -336,15 +335,11 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
   return failed
 
 
-def _quiet_orbax(record: pylogging.LogRecord) -> bool:
-  """Drops orbax's INFO chatter about each restore; keeps its warnings."""
-  return (record.levelno >= pylogging.WARNING
-          or f'{os.sep}orbax{os.sep}' not in record.pathname)
-
 
 def main(argv: Sequence[str]) -> None:
   inputs = argv[1:]
-  logging.get_absl_handler().addFilter(_quiet_orbax)
+  from xdn import checkpoints  # pylint: disable=g-import-not-at-top  # JAX.
+  checkpoints.quiet_orbax_logs()
   if not inputs:
     raise app.UsageError('name the input files or folders, e.g. '
                          'xdn-denoise --workdir=W --out=DIR scan.png')

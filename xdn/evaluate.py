@@ -19,7 +19,6 @@ image, PSNR in the titles).
 import csv
 import dataclasses
 import json
-import logging as pylogging
 import multiprocessing
 import os
 import time
@@ -330,16 +329,12 @@ def choose_baselines(names: Sequence[str], skip_slow: bool) -> List[str]:
   return [n for n in names if not (skip_slow and n in baselines.SLOW)]
 
 
-def _quiet_orbax(record: pylogging.LogRecord) -> bool:
-  """Drops orbax's INFO chatter about each restore; keeps its warnings."""
-  return (record.levelno >= pylogging.WARNING
-          or f'{os.sep}orbax{os.sep}' not in record.pathname)
-
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_quiet_orbax)
+  from xdn import checkpoints  # pylint: disable=g-import-not-at-top  # JAX.
+  checkpoints.quiet_orbax_logs()
   try:
     _main()
   except (ValueError, FileNotFoundError) as e:
