@@ -24,6 +24,7 @@ from typing import Any, Dict, Optional
 from absl import logging
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 LATEST, BEST = 'checkpoints', 'best'
@@ -89,6 +90,12 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
           f'workdir {workdir!r} holds a run with a different {field} '
           f'({old} vs now {new}); use a new --workdir, or the same config '
           'to resume that run')
+
+
+def _leaf(tree: Any, path) -> Any:
+  for key in path:
+    tree = tree[getattr(key, 'key', getattr(key, 'idx', None))]
+  return tree
 
 
 def _barrier_prefix(name: str) -> ocp.options.MultiprocessingOptions:
@@ -172,13 +179,25 @@ class Checkpointer:
       raise FileNotFoundError(f'no {which} checkpoint in {self.workdir}')
     abstract = (None if target is None else
                 jax.tree.map(ocp.utils.to_shape_dtype_struct, target))
+    mismatch = lambda why: ValueError(
+        f'checkpoint {step} in {self.workdir} does not match this model '
+        f'and config ({why}); use a new --workdir or the config that wrote '
+        'it')
     try:
-      return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+      restored = manager.restore(step,
+                                 args=ocp.args.StandardRestore(abstract))
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-      raise ValueError(
-          f'checkpoint {step} in {self.workdir} does not match this model '
-          f'and config ({type(e).__name__}: {str(e).splitlines()[0][:200]}); '
-          'use a new --workdir or the config that wrote it') from None
+      raise mismatch(f'{type(e).__name__}: '
+                     f'{str(e).splitlines()[0][:200]}') from None
+    if target is not None:
+      # Orbax restores a same-named array of another shape as saved; that
+      # would fail later with an obscure shape error.
+      for path, want in jax.tree_util.tree_leaves_with_path(abstract):
+        got, want = np.shape(_leaf(restored, path)), np.shape(want)
+        if got != want:
+          raise mismatch(f'{jax.tree_util.keystr(path)} has shape {got} in '
+                         f'the checkpoint, {want} here')
+    return restored
 
   def wait(self) -> None:
     self._latest.wait_until_finished()

@@ -330,8 +330,10 @@ def _raise_if_nonfinite(state: TrainState, config, checkpointer) -> int:
   if first >= 0 and not config.skip_nonfinite:
     checkpointer.wait()  # Let a save in flight (of a good state) finish.
     good = checkpointer.latest_step()
+    # `first` is the state's step count before the update: the faulty step
+    # is the next one, numbered as in the logs and checkpoints.
     raise FloatingPointError(
-        f'non-finite loss or gradient at step {first}; its update was not '
+        f'non-finite loss or gradient at step {first + 1}; its update was not '
         f'applied and the last good checkpoint (step {good}) is kept. Lower '
         '--config.optimizer.learning_rate, check the data, or set '
         '--config.skip_nonfinite=True to skip such steps')
