@@ -11,6 +11,7 @@ import jax
 from ml_collections import config_flags
 
 from xdn import checkpoints
+from xdn import xla_flags
 from xdn import train
 
 FLAGS = flags.FLAGS
@@ -49,6 +50,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   checkpoints.quiet_orbax_logs()
+  xla_flags.configure_xla_cpu()  # Before the first JAX computation.
   config = FLAGS.config
   if config.distributed:
     initialize_distributed(config)

@@ -14,6 +14,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
+from xdn import xla_flags  # pylint: disable=g-import-not-at-top
+
+xla_flags.configure_xla_cpu()  # As run.py does; subprocesses inherit it.
+
 
 import pytest  # pylint: disable=g-import-not-at-top
 

@@ -27,6 +27,8 @@ _DATA_DIR = flags.DEFINE_string('data_dir', None,
 
 def main(argv):
   del argv
+  from xdn import xla_flags  # pylint: disable=g-import-not-at-top
+  xla_flags.configure_xla_cpu()  # As run.py does: time what users train with.
   from xdn import bench  # pylint: disable=g-import-not-at-top
   print(json.dumps(bench.benchmark(
       _MODELS.value, batch_size=_BATCH_SIZE.value, repeats=_REPEATS.value,
