@@ -19,6 +19,7 @@ With several processes (multi-host) every process calls `save` and
 import json
 import logging as pylogging
 import os
+import shutil
 from typing import Any, Dict, Optional
 
 from absl import logging
@@ -32,6 +33,9 @@ CONFIG_FILE = 'config.json'
 # Config fields that change the shapes of the saved state: a checkpoint
 # written under other values cannot be restored.
 _SHAPE_FIELDS = ('model', 'optimizer.name')
+# Orbax writes `<step>.orbax-checkpoint-tmp[-<time>]` and renames it `<step>`
+# when the checkpoint is complete.
+_UNFINISHED = '.orbax-checkpoint-tmp'
 
 
 
@@ -92,6 +96,17 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
           'to resume that run')
 
 
+def _remove_unfinished(folder: str) -> None:
+  """Deletes checkpoints a stopped run left half-written in `folder`."""
+  if not os.path.isdir(folder):
+    return
+  for name in sorted(os.listdir(folder)):
+    if _UNFINISHED in name:
+      logging.warning('Removing unfinished checkpoint %s (a run stopped '
+                      'while writing it).', os.path.join(folder, name))
+      shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+
+
 def _leaf(tree: Any, path) -> Any:
   for key in path:
     tree = tree[getattr(key, 'key', getattr(key, 'idx', None))]
@@ -119,18 +134,19 @@ class Checkpointer:
         workdir would delete the checkpoint being written.
     """
     self.workdir = os.path.abspath(workdir)
+    if cleanup_tmp and jax.process_index() == 0:
+      for folder in (LATEST, BEST):
+        _remove_unfinished(os.path.join(self.workdir, folder))
     self._latest = ocp.CheckpointManager(
         os.path.join(self.workdir, LATEST),
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True,
-            cleanup_tmp_directories=cleanup_tmp,
             multiprocessing_options=_barrier_prefix(LATEST)))
     self._best = ocp.CheckpointManager(
         os.path.join(self.workdir, BEST),
         options=ocp.CheckpointManagerOptions(
             max_to_keep=1, create=True, best_fn=lambda m: m['psnr'],
             best_mode='max', keep_checkpoints_without_metrics=False,
-            cleanup_tmp_directories=cleanup_tmp,
             multiprocessing_options=_barrier_prefix(BEST)))
 
   def _manager(self, which: str) -> ocp.CheckpointManager:

@@ -74,6 +74,7 @@ def check_config(config: ml_collections.ConfigDict,
       raise ValueError(f'{field} must be > 0, got {config[field]}')
   if config.optimizer.learning_rate <= 0:
     raise ValueError('optimizer.learning_rate must be > 0')
+  create_optimizer(config)  # Unknown optimizer or schedule names, now.
 
 
 def create_optimizer(config: ml_collections.ConfigDict
