@@ -174,7 +174,7 @@ class Checkpointer:
 
     A run killed after saving the best state of a step but before its
     latest checkpoint repeats that step when resumed: the best state it
-    already has is kept (orbax would refuse to save the step again).
+    already has is kept (it is the same, as resumed steps are exact).
     """
     if step not in self._best.all_steps():
       self._best.save(step, args=ocp.args.StandardSave(state),
