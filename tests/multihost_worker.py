@@ -22,11 +22,15 @@ import jax
 import numpy as np
 
 import run  # pylint: disable=g-import-not-at-top  # Defines run.py's flags.
+from xdn import checkpoints
 from xdn import train
+from xdn import xla_flags
 
 
 def main(argv):
   out = argv[1]
+  checkpoints.quiet_orbax_logs()  # As run.py's main.
+  xla_flags.configure_xla_cpu()
   config = flags.FLAGS.config
   run.initialize_distributed(config)
   state = train.train_and_evaluate(config, flags.FLAGS.workdir)
