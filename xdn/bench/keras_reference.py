@@ -7,7 +7,6 @@ TensorFlow (graph mode, no XLA, as the notebooks did), never in xdn itself.
 """
 
 import os
-import time
 from typing import Callable
 
 import numpy as np
@@ -118,14 +117,10 @@ def vae_train_step(latent_dim: int = 64) -> Callable[[tf.Tensor], tf.Tensor]:
 def _median_rate(step: Callable[[], object], batch: int, repeats: int,
                  warmup: int) -> float:
   """Images/s of `step` (one batch), median of `repeats` timed calls."""
+  from xdn import bench  # pylint: disable=g-import-not-at-top  # No cycle.
   for _ in range(warmup):
     step()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - start)
-  return batch / float(np.median(times))
+  return bench.median_images_per_second(step, batch, repeats)
 
 
 def train_images_per_second(name: str, batch: int, size: int = 64, *,
