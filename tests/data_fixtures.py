@@ -94,10 +94,7 @@ def data_config(data_dir, **overrides) -> ml_collections.ConfigDict:
   return config
 
 
-@pytest.fixture(scope='module')
-def sample_dir(tmp_path_factory) -> str:
-  """A TFDS data_dir with chest_xray_sample built (once per test module)."""
-  from xdn.data import pipeline  # pylint: disable=g-import-not-at-top
-  data_dir = tmp_path_factory.mktemp('tfds_sample')
-  pipeline.prepare(data_config(data_dir))
-  return str(data_dir)
+@pytest.fixture
+def sample_dir(sample_data_dir) -> str:
+  """A TFDS data_dir with chest_xray_sample built (conftest builds it once)."""
+  return sample_data_dir

@@ -63,23 +63,21 @@ class Denoiser:
     return np.concatenate(outputs) if outputs else images.copy()
 
 
-def _template(config: ml_collections.ConfigDict):
+def _initial_state(config: ml_collections.ConfigDict, seed: int = 0, *,
+                   abstract: bool = False) -> train.TrainState:
+  """A fresh training state (or only its shapes, if `abstract`)."""
   model = models.create_model(config)
   size = models.fixed_input_size(config) or config.data.image_size
-  state = jax.eval_shape(functools.partial(
-      train.create_train_state, config, model, jax.random.key(0),
-      (size, size, 1)))
-  return state
+  create = functools.partial(train.create_train_state, config, model,
+                             jax.random.key(seed), (size, size, 1))
+  return jax.eval_shape(create) if abstract else create()
 
 
 def init_denoiser(config: ml_collections.ConfigDict,
                   seed: int = 0) -> Denoiser:
   """A denoiser with freshly initialised (untrained) weights."""
   models.check_config(config)
-  model = models.create_model(config)
-  size = models.fixed_input_size(config) or config.data.image_size
-  state = train.create_train_state(config, model, jax.random.key(seed),
-                                   (size, size, 1))
+  state = _initial_state(config, seed)
   return Denoiser(config, {'params': state.params,
                            'batch_stats': state.batch_stats}, step=0,
                   fixed_size=models.fixed_input_size(config),
@@ -89,8 +87,8 @@ def init_denoiser(config: ml_collections.ConfigDict,
 def load_denoiser(workdir: str, which: str = 'best') -> Denoiser:
   """The model trained in `workdir`: its best checkpoint (or latest)."""
   config = checkpoints.read_config(workdir)
-  template = _template(config)
-  target = flax.serialization.to_state_dict(template)
+  target = flax.serialization.to_state_dict(
+      _initial_state(config, abstract=True))
   ckpt = checkpoints.Checkpointer(workdir)
   try:
     if which == 'best' and ckpt.latest_step('best') is None:

@@ -391,12 +391,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   checkpointer = checkpoints.Checkpointer(workdir, config.keep_checkpoints,
                                          cleanup_tmp=True)
   if checkpointer.latest_step() is not None:
-    restored = checkpointer.restore(_host_state_template(state))
+    restored = checkpointer.restore(
+        flax.serialization.to_state_dict(state))
     state = flax.serialization.from_state_dict(state, restored)
     logging.info('Resumed from %s at step %d', checkpointer.workdir,
                  int(state.step))
   initial_step = int(state.step)
-  writer.write_hparams({k: v for k, v in _flatten(config.to_dict()).items()})
+  writer.write_hparams(_flatten(config.to_dict()))
 
   state = jax_utils.replicate(state)
   p_train_step = compile_train_step(config)
@@ -466,10 +467,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   writer.flush()
   checkpointer.close()
   return unreplicate(state)
-
-
-def _host_state_template(state: TrainState) -> Dict[str, Any]:
-  return jax.device_get(flax.serialization.to_state_dict(state))
 
 
 def _flatten(d: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
