@@ -48,21 +48,49 @@ def assert_same_layer(ref: nn.Module, fast: nn.Module, shape) -> None:
                                atol=2e-5)
 
 
+# Fewer and more output than input channels: the kernel gradient is read
+# off a different convolution in each case.
+@pytest.mark.parametrize('features', [3, 2])
 @pytest.mark.parametrize('kernel,stride,padding', CONVS)
-def test_conv_equals_flax(kernel, stride, padding):
-  args = dict(features=3, kernel_size=(kernel, kernel),
+def test_conv_equals_flax(kernel, stride, padding, features):
+  args = dict(features=features, kernel_size=(kernel, kernel),
               strides=(stride, stride), padding=padding)
   size = max(9, kernel + 2)
   assert_same_layer(nn.Conv(**args), layers.Conv(**args),
                     (2, size, size + 1, 2))
 
 
+@pytest.mark.parametrize('features', [3, 2])
 @pytest.mark.parametrize('kernel,stride,padding', CONV_TRANSPOSES)
-def test_conv_transpose_equals_flax(kernel, stride, padding):
-  args = dict(features=3, kernel_size=(kernel, kernel),
+def test_conv_transpose_equals_flax(kernel, stride, padding, features):
+  args = dict(features=features, kernel_size=(kernel, kernel),
               strides=(stride, stride), padding=padding)
   assert_same_layer(nn.ConvTranspose(**args), layers.ConvTranspose(**args),
                     (2, 5, 6, 2))
+
+
+@pytest.mark.parametrize('ref,fast', [
+    (nn.Conv(3, (3, 3), (2, 2)), layers.Conv(3, (3, 3), (2, 2))),
+    (nn.Conv(2, (3, 3)), layers.Conv(2, (3, 3))),
+    (nn.ConvTranspose(3, (3, 3), (2, 2)),
+     layers.ConvTranspose(3, (3, 3), (2, 2))),
+])
+def test_second_order_gradients_equal_flax(ref, fast):
+  """The custom gradient is itself differentiable (e.g. gradient penalties)."""
+  x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 7, 8, 2),
+                                                           np.float32))
+  variables = ref.init(jax.random.key(0), x)
+
+  def grad_norm(m, v):
+    g = jax.grad(lambda x: jnp.sum(jnp.tanh(m.apply(v, x))))(x)
+    return jnp.sum(g**2)
+
+  a = jax.grad(lambda v: grad_norm(ref, v))(variables)
+  b = jax.grad(lambda v: grad_norm(fast, v))(variables)
+  for u, w in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    scale = float(jnp.max(jnp.abs(u))) + 1e-6
+    np.testing.assert_allclose(np.asarray(w) / scale, np.asarray(u) / scale,
+                               atol=2e-5)
 
 
 def test_options_and_fallbacks_equal_flax():

@@ -147,7 +147,8 @@ def benchmark(model_names: Sequence[str] = MODELS, *, batch_size: int = 128,
       if name in keras_reference.MODELS:
         keras_rate = keras_reference.train_images_per_second(
             name, batch_size, config.data.image_size, repeats=repeats,
-            warmup=warmup)
+            warmup=warmup, unet_depth=config.model.depth,
+            unet_base_width=config.model.base_width)
         entry['keras_train_images_per_s'] = round(keras_rate, 1)
         entry['ratio'] = round(entry['train_images_per_s'] / keras_rate, 3)
     results['models'][name] = entry

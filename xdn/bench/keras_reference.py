@@ -124,8 +124,14 @@ def _median_rate(step: Callable[[], object], batch: int, repeats: int,
 
 
 def train_images_per_second(name: str, batch: int, size: int = 64, *,
-                            repeats: int = 5, warmup: int = 2) -> float:
-  """Training images/s of the Keras model `name` on [batch, size, size, 1]."""
+                            repeats: int = 5, warmup: int = 2,
+                            unet_depth: int = 4,
+                            unet_base_width: int = 32) -> float:
+  """Training images/s of the Keras model `name` on [batch, size, size, 1].
+
+  `unet_depth` and `unet_base_width` shape the Keras U-Net like the xdn
+  config it is compared with.
+  """
   rng = np.random.default_rng(0)
   clean = tf.constant(rng.random((batch, size, size, 1), np.float32))
   noisy = tf.constant(np.clip(clean.numpy() + 0.1 * rng.standard_normal(
@@ -138,7 +144,7 @@ def train_images_per_second(name: str, batch: int, size: int = 64, *,
   if name == 'autoencoder':
     model = autoencoder()
   elif name == 'unet':
-    model = unet()
+    model = unet(unet_depth, unet_base_width)
   else:
     raise ValueError(f'no Keras reference for {name!r}; have {MODELS}')
   return _median_rate(lambda: model.train_on_batch(noisy, clean), batch,

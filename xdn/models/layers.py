@@ -3,26 +3,30 @@
 `Conv` and `ConvTranspose` are drop-in replacements for `flax.linen.Conv` and
 `flax.linen.ConvTranspose`: same fields, same parameters (names, shapes,
 initialisers), same outputs and gradients up to float rounding. Only the way
-the convolution is computed differs.
+the convolutions are computed differs.
 
-Why: XLA:CPU runs a convolution fast only in its canonical form (NHWC input,
-HWIO kernel, no dilation); anything else falls back to a slow generic loop.
-Under autodiff a strided convolution's kernel gradient, and a transposed
-convolution (an input-dilated convolution) forward and backward, are all
-non-canonical: one seed-autoencoder ConvTranspose spent 4 s of a 4.5 s train
-step in its kernel gradient. So every 2-D convolution here is rewritten as a
-stride-1, undilated, VALID convolution (`conv2d_valid`), whose forward and
-both gradients are canonical convolutions:
+Why: a 2-D convolution has three computations in training (forward, input
+gradient, kernel gradient) and XLA:CPU runs each fast only in some of the
+forms it can be written in. Measured on the models' layers (`xdn.bench`,
+tests/layers_test.py checks the equality):
 
-* a stride-s convolution is space-to-depth by s followed by a stride-1
-  convolution with a ceil(k/s) kernel;
-* a stride-s transposed convolution is a stride-1 convolution producing s*s
-  phases of the output followed by depth-to-space (sub-pixel convolution).
+* an input-dilated convolution (a transposed convolution's forward, and a
+  strided convolution's input gradient) falls back to a slow generic loop:
+  it is computed as a stride-1 convolution producing the s*s output phases
+  at once, interleaved by depth-to-space (sub-pixel convolution);
+* the input gradient of a transposed convolution is a strided convolution,
+  which XLA runs fast as it is;
+* a kernel gradient is a convolution over the batch that XLA lays out with
+  costly transposes; of the two convolutions it can be read off (the
+  forward's, or the input gradient's "adjoint" one with the roles of input
+  and output gradient swapped) the faster one is used.
 
-Anything else (1-D/3-D, dilation, feature groups, transpose_kernel) is
-passed to the `jax.lax` convolution unchanged.
+Anything else (1-D/3-D, kernel dilation, feature groups, transpose_kernel)
+is passed to `jax.lax` unchanged. The custom gradient supports reverse mode
+(grad, vjp, and grad of grad); forward mode (jvp) is not defined for it.
 """
 
+import functools
 from typing import Any, Sequence, Union
 
 import flax.linen as nn
@@ -32,21 +36,14 @@ import numpy as np
 from jax import lax
 
 Padding = Union[str, Sequence[tuple[int, int]]]
+Pads = tuple[tuple[int, int], tuple[int, int]]
 
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
-# ----------------------------------------------------------------- core op
-
-
-def conv2d_valid(x: jax.Array, w: jax.Array) -> jax.Array:
-  """Stride-1 VALID convolution: x [B, H, W, C], w [kh, kw, C, F].
-
-  Its autodiff gradients are canonical convolutions too (the input
-  gradient a padded correlation with the flipped kernel, the kernel
-  gradient a batch-contracting one that XLA lays out for its fast path).
-  """
-  return lax.conv_general_dilated(x, w, (1, 1), 'VALID',
+def _lax_conv(x: jax.Array, w: jax.Array, strides: tuple[int, int],
+              pads: Pads, lhs_dilation: tuple[int, int]) -> jax.Array:
+  return lax.conv_general_dilated(x, w, strides, pads, lhs_dilation,
                                   dimension_numbers=_NHWC)
 
 
@@ -59,13 +56,6 @@ def _pad_or_crop(x: jax.Array, pads: Sequence[tuple[int, int]]) -> jax.Array:
   return lax.pad(x, jnp.zeros((), x.dtype), config)
 
 
-def space_to_depth(x: jax.Array, sh: int, sw: int) -> jax.Array:
-  """[B, H*sh, W*sw, C] -> [B, H, W, sh*sw*C], channels ordered (sh, sw, C)."""
-  b, h, w, c = x.shape
-  x = x.reshape(b, h // sh, sh, w // sw, sw, c).transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(b, h // sh, w // sw, sh * sw * c)
-
-
 def depth_to_space(x: jax.Array, sh: int, sw: int) -> jax.Array:
   """[B, H, W, sh*sw*C] (channels ordered (sh, sw, C)) -> [B, H*sh, W*sw, C]."""
   b, h, w, c = x.shape
@@ -73,66 +63,7 @@ def depth_to_space(x: jax.Array, sh: int, sw: int) -> jax.Array:
   return x.reshape(b, h * sh, w * sw, c // (sh * sw))
 
 
-# ------------------------------------------------- strided convolution
-
-
-def _conv2d(x: jax.Array, w: jax.Array, strides: tuple[int, int],
-            padding: Padding) -> jax.Array:
-  """lax.conv_general_dilated for NHWC/HWIO, no dilation, via conv2d_valid."""
-  (kh, kw), (sh, sw) = w.shape[:2], strides
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(x.shape[1:3], (kh, kw), strides, padding)
-  out = [(n + lo + hi - k) // s + 1
-         for n, (lo, hi), k, s in zip(x.shape[1:3], padding, (kh, kw),
-                                      strides)]
-  if min(out) < 1:  # An empty output: nothing to speed up.
-    return lax.conv_general_dilated(x, w, strides, padding,
-                                    dimension_numbers=_NHWC)
-  # Tap k = s*a + b reads input row s*(o + a) + b: after space-to-depth by s
-  # that is row o + a, channel block b, so the kernel becomes ceil(k/s) taps
-  # over s*s*C channels (taps past k are zero).
-  ah, aw = -(-kh // sh), -(-kw // sw)
-  # Pad (or crop) to exactly the rows the output reads: s * (out + a - 1).
-  x = _pad_or_crop(x, [
-      (lo, s * (o + a - 1) - n - lo)
-      for n, (lo, _), o, a, s in zip(x.shape[1:3], padding, out, (ah, aw),
-                                     (sh, sw))
-  ])
-  if (sh, sw) == (1, 1):
-    return conv2d_valid(x, w)
-  c, f = w.shape[2:]
-  w = jnp.pad(w, ((0, ah * sh - kh), (0, aw * sw - kw), (0, 0), (0, 0)))
-  w = w.reshape(ah, sh, aw, sw, c, f).transpose(0, 2, 1, 3, 4, 5)
-  w = w.reshape(ah, aw, sh * sw * c, f)
-  return conv2d_valid(space_to_depth(x, sh, sw), w)
-
-
-
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                         rhs_dilation=None, dimension_numbers=None,
-                         feature_group_count=1, batch_group_count=1,
-                         precision=None, preferred_element_type=None):
-  """`lax.conv_general_dilated`, fast for 2-D NHWC convolutions.
-
-  flax's `Conv` calls it with NHWC inputs and HWIO kernels; other cases
-  (dilation, groups, other layouts or ranks) go to lax unchanged.
-  """
-  dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-  plain = (lhs.ndim == 4 and dn == lax.conv_dimension_numbers(
-      lhs.shape, rhs.shape, _NHWC) and
-           all(d == 1 for d in (lhs_dilation or (1, 1))) and
-           all(d == 1 for d in (rhs_dilation or (1, 1))) and
-           feature_group_count == 1 and batch_group_count == 1 and
-           preferred_element_type is None and lhs.dtype == rhs.dtype)
-  if not plain:
-    return lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-        dimension_numbers, feature_group_count, batch_group_count, precision,
-        preferred_element_type)
-  return _conv2d(lhs, rhs, tuple(window_strides), padding)
-
-
-# --------------------------------------- transposed convolution
+# ------------------------------------ input-dilated (sub-pixel) convolution
 
 
 def _subpixel_taps(k: int, s: int, pad_lo: int) -> tuple[int, np.ndarray]:
@@ -149,21 +80,15 @@ def _subpixel_taps(k: int, s: int, pad_lo: int) -> tuple[int, np.ndarray]:
   return d_min, np.where((idx >= 0) & (idx < k), idx, k)
 
 
-def conv_transpose(x: jax.Array, w: jax.Array, strides: Sequence[int],
-                   padding: Padding) -> jax.Array:
-  """`lax.conv_transpose(x, w, strides, padding)`, NHWC/HWIO, as sub-pixel.
+def _dilated_conv(x: jax.Array, w: jax.Array, dilation: tuple[int, int],
+                  pads: Pads) -> jax.Array:
+  """`_lax_conv(x, w, (1, 1), pads, dilation)` as a sub-pixel convolution.
 
   One stride-1 convolution computes all s*s output phases at once (each
   phase's taps of the kernel, zero-padded to a common window) and
   depth-to-space interleaves them: no zeros are inserted into the input.
   """
-  from jax._src.lax.convolution import _conv_transpose_padding  # pylint: disable=g-import-not-at-top
-  (kh, kw), (sh, sw) = w.shape[:2], tuple(strides)
-  if isinstance(padding, str):
-    pads = [_conv_transpose_padding(k, s, padding.upper())
-            for k, s in zip((kh, kw), (sh, sw))]
-  else:
-    pads = [tuple(p) for p in padding]  # Explicit pads apply as given.
+  (kh, kw), (sh, sw) = w.shape[:2], dilation
   # Output size of the input-dilated convolution lax would run.
   out = [(n - 1) * s + 1 + lo + hi - k + 1
          for n, s, (lo, hi), k in zip(x.shape[1:3], (sh, sw), pads, (kh, kw))]
@@ -184,8 +109,117 @@ def conv_transpose(x: jax.Array, w: jax.Array, strides: Sequence[int],
   x = _pad_or_crop(x, [(-d0, q + big - 1 - n + d0)
                        for d0, q, big, n in zip((dh, dw), qs, (big_h, big_w),
                                                 x.shape[1:3])])
-  y = depth_to_space(conv2d_valid(x, wz), sh, sw)
+  y = _lax_conv(x, wz, (1, 1), ((0, 0), (0, 0)), (1, 1))
+  y = depth_to_space(y, sh, sw)
   return y[:, :out[0], :out[1], :]
+
+
+# ----------------------------------------------------------- core op
+
+
+def _forward(x, w, strides, pads, dilation):
+  if dilation == (1, 1):
+    return _lax_conv(x, w, strides, pads, dilation)
+  return _dilated_conv(x, w, dilation, pads)
+
+
+def _input_grad(dy, w, x_shape, strides, pads, dilation):
+  """d(loss)/dx, as lax's transpose rule, but with a fast dilated conv."""
+  if strides == (1, 1) and dilation != (1, 1):
+    # The transpose of an input-dilated convolution is a strided one,
+    # which XLA runs fast as it is.
+    x = jax.ShapeDtypeStruct(x_shape, dy.dtype)
+    return jax.linear_transpose(
+        lambda x: _lax_conv(x, w, strides, pads, dilation), x)(dy)[0]
+  from jax._src.lax.convolution import _conv_general_vjp_lhs_padding  # pylint: disable=g-import-not-at-top
+  (kh, kw) = w.shape[:2]
+  t_pads = _conv_general_vjp_lhs_padding(
+      x_shape[1:3], (kh, kw), strides, dy.shape[1:3], pads, dilation, (1, 1))
+  w_t = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
+  return _forward(dy, w_t, dilation, tuple(map(tuple, t_pads)), strides)
+
+
+def _kernel_grad(x, dy, w_shape, strides, pads, dilation):
+  """d(loss)/dw, read off whichever convolution XLA runs faster."""
+  w = jax.ShapeDtypeStruct(w_shape, x.dtype)
+  adjoint = dilation != (1, 1) or (strides == (1, 1) and
+                                   w_shape[3] <= w_shape[2])
+  if adjoint:
+    # <dy, conv(x, w)> = <x, conv^T(dy, w)>: w's gradient is that of the
+    # input-gradient convolution, with x as its output gradient.
+    def input_grad(w):
+      return jax.linear_transpose(
+          lambda x: _lax_conv(x, w, strides, pads, dilation),
+          jax.ShapeDtypeStruct(x.shape, x.dtype))(dy)[0]
+    return jax.linear_transpose(input_grad, w)(x)[0]
+  return jax.linear_transpose(
+      lambda w: _lax_conv(x, w, strides, pads, dilation), w)(dy)[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv2d(x: jax.Array, w: jax.Array, strides: tuple[int, int],
+           pads: Pads, dilation: tuple[int, int] = (1, 1)) -> jax.Array:
+  """`lax.conv_general_dilated(x, w, strides, pads, dilation)`, NHWC/HWIO.
+
+  Strides and input dilation may not both exceed 1 (no flax layer makes
+  such a convolution).
+  """
+  return _forward(x, w, strides, pads, dilation)
+
+
+def _conv2d_fwd(x, w, strides, pads, dilation):
+  return _forward(x, w, strides, pads, dilation), (x, w)
+
+
+def _conv2d_bwd(strides, pads, dilation, residuals, dy):
+  x, w = residuals
+  return (_input_grad(dy, w, x.shape, strides, pads, dilation),
+          _kernel_grad(x, dy, w.shape, strides, pads, dilation))
+
+
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None,
+                         feature_group_count=1, batch_group_count=1,
+                         precision=None, preferred_element_type=None):
+  """`lax.conv_general_dilated`, fast for 2-D NHWC convolutions.
+
+  flax's `Conv` calls it with NHWC inputs and HWIO kernels; other cases
+  (kernel dilation, groups, other layouts or ranks) go to lax unchanged.
+  """
+  dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+  strides = tuple(window_strides)
+  dilation = tuple(lhs_dilation or (1, 1))
+  plain = (lhs.ndim == 4 and dn == lax.conv_dimension_numbers(
+      lhs.shape, rhs.shape, _NHWC) and
+           all(d == 1 for d in (rhs_dilation or (1, 1))) and
+           (strides == (1, 1) or dilation == (1, 1)) and
+           feature_group_count == 1 and batch_group_count == 1 and
+           preferred_element_type is None and lhs.dtype == rhs.dtype)
+  if not plain:
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+        dimension_numbers, feature_group_count, batch_group_count, precision,
+        preferred_element_type)
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides,
+                                  padding)
+  return conv2d(lhs, rhs, strides, tuple(map(tuple, padding)), dilation)
+
+
+def conv_transpose(x: jax.Array, w: jax.Array, strides: Sequence[int],
+                   padding: Padding) -> jax.Array:
+  """`lax.conv_transpose(x, w, strides, padding)` for NHWC/HWIO, fast."""
+  from jax._src.lax.convolution import _conv_transpose_padding  # pylint: disable=g-import-not-at-top
+  strides = tuple(strides)
+  if isinstance(padding, str):
+    pads = tuple(_conv_transpose_padding(k, s, padding.upper())
+                 for k, s in zip(w.shape[:2], strides))
+  else:
+    pads = tuple(tuple(p) for p in padding)  # Explicit pads apply as given.
+  return conv2d(x, w, (1, 1), pads, strides)
 
 
 # -------------------------------------------------------------- modules
