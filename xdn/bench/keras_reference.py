@@ -2,8 +2,10 @@
 
 Layer for layer the seed notebooks' autoencoder and VAE (the VAE trained
 with the TensorFlow CVAE tutorial's Monte-Carlo ELBO in a GradientTape loop)
-and a Keras U-Net equal to `xdn.models.UNet`'s defaults. They run on
-TensorFlow (graph mode, no XLA, as the notebooks did), never in xdn itself.
+and a Keras U-Net like `xdn.models.UNet` (BatchNorm, strided-conv down,
+2x2 transposed-conv up, residual) at the depth and width of the xdn config
+it is compared with. They run on TensorFlow (graph mode, no XLA, as the
+notebooks did), never in xdn itself.
 """
 
 import os

@@ -123,14 +123,19 @@ def _forward(x, w, strides, pads, dilation):
   return _dilated_conv(x, w, dilation, pads)
 
 
+def _lax_input_grad(dy, w, x_shape, strides, pads, dilation):
+  """d(loss)/dx as lax's own transpose of the convolution computes it."""
+  x = jax.ShapeDtypeStruct(x_shape, dy.dtype)
+  return jax.linear_transpose(
+      lambda x: _lax_conv(x, w, strides, pads, dilation), x)(dy)[0]
+
+
 def _input_grad(dy, w, x_shape, strides, pads, dilation):
   """d(loss)/dx, as lax's transpose rule, but with a fast dilated conv."""
   if strides == (1, 1) and dilation != (1, 1):
     # The transpose of an input-dilated convolution is a strided one,
     # which XLA runs fast as it is.
-    x = jax.ShapeDtypeStruct(x_shape, dy.dtype)
-    return jax.linear_transpose(
-        lambda x: _lax_conv(x, w, strides, pads, dilation), x)(dy)[0]
+    return _lax_input_grad(dy, w, x_shape, strides, pads, dilation)
   from jax._src.lax.convolution import _conv_general_vjp_lhs_padding  # pylint: disable=g-import-not-at-top
   (kh, kw) = w.shape[:2]
   t_pads = _conv_general_vjp_lhs_padding(
@@ -147,11 +152,9 @@ def _kernel_grad(x, dy, w_shape, strides, pads, dilation):
   if adjoint:
     # <dy, conv(x, w)> = <x, conv^T(dy, w)>: w's gradient is that of the
     # input-gradient convolution, with x as its output gradient.
-    def input_grad(w):
-      return jax.linear_transpose(
-          lambda x: _lax_conv(x, w, strides, pads, dilation),
-          jax.ShapeDtypeStruct(x.shape, x.dtype))(dy)[0]
-    return jax.linear_transpose(input_grad, w)(x)[0]
+    return jax.linear_transpose(
+        lambda w: _lax_input_grad(dy, w, x.shape, strides, pads, dilation),
+        w)(x)[0]
   return jax.linear_transpose(
       lambda w: _lax_conv(x, w, strides, pads, dilation), w)(dy)[0]
 
