@@ -17,9 +17,18 @@ def get_config() -> ml_collections.ConfigDict:
   # A TFDS name: 'chest_xray_sample' is the embedded set of 800 real 64x64 NIH
   # radiographs (no download); 'chest_xray/64', 'chest_xray/128',
   # 'chest_xray/256' or 'chest_xray/full' is the Kaggle set (needs manual_dir).
+  # 'folder' is any folder of radiographs (PNG/JPEG/TIFF/DICOM, any size),
+  # given as manual_dir; see xdn.data.folder.
   data.name = 'chest_xray_sample'
   data.data_dir = ''  # TFDS data_dir; '' means TFDS's default (~/tensorflow_datasets).
-  data.manual_dir = ''  # Kaggle zip or extracted folder, for 'chest_xray/*'.
+  data.manual_dir = ''  # Kaggle zip or extracted folder, or the 'folder'.
+  # 'folder': fractions of patients in train, validation, test.
+  data.split_fractions = '0.8,0.1,0.1'
+  # 'folder': scale augmentation. A patch is taken at native resolution with
+  # probability native_fraction, else from the image downscaled by a factor
+  # drawn log-uniformly from [1, max_downscale] (1: never downscaled).
+  data.native_fraction = 0.5
+  data.max_downscale = 1.0
   # Building chest_xray/*: skip unreadable images with a warning (default:
   # stop and name the file).
   data.skip_corrupt = False
@@ -44,6 +53,8 @@ def get_config() -> ml_collections.ConfigDict:
   model.down = 'conv'  # unet: 'conv' (strided conv) or 'pool' (max-pool)
   model.up = 'transpose'  # unet: 'transpose' or 'resize' (resize + conv)
   model.residual = True  # unet: predict the noise and return input - noise
+  model.use_bias = True  # unet: False (with norm='none') is bias-free
+  model.noise_map = False  # unet: a noise std map as an extra input channel
   model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16'.
 
   # --------------------------------------------------------------- noise
@@ -60,6 +71,15 @@ def get_config() -> ml_collections.ConfigDict:
   noise.min_level = 0.0
   noise.max_level = 0.0
   noise.read_noise = 2.0  # poisson_gaussian: detector read-noise sigma (0-255 scale).
+  # Training only: a comma-separated list of kinds, one drawn per image
+  # ('' = noise.kind). Gaussian kinds draw sigma from [min_level,
+  # max_level]; Poisson kinds the dose log-uniformly from [min_dose,
+  # max_dose] (when max_dose > 0) and poisson_gaussian its read noise from
+  # [0, max_read_noise] (when > 0).
+  noise.train_kinds = ''
+  noise.min_dose = 0.0
+  noise.max_dose = 0.0
+  noise.max_read_noise = 0.0
   noise.clip = True  # Clip noisy images to [0, 1], as a detector saturates.
 
   # ---------------------------------------------------------------- loss

@@ -44,6 +44,7 @@ from tests import reliability_utils as ru
 from tests.reliability_utils import compile_cache  # pylint: disable=unused-import  # Fixture.
 from xdn import checkpoints
 from xdn import denoise
+from xdn import radiograph_io
 from xdn import image_io
 from xdn import models
 from xdn import train
@@ -210,7 +211,7 @@ def test_unusual_image_modes_are_decoded(tmp_path, mode, dtype):
     image = Image.fromarray(pixels).convert(mode)
   path = tmp_path / ('x.jpg' if mode == 'CMYK' else 'x.png')
   image.save(path)
-  radiograph = denoise.read_radiograph(str(path))
+  radiograph = radiograph_io.read_radiograph(str(path))
   assert radiograph.pixels.shape == (24, 20)
   assert radiograph.pixels.dtype == np.float32
   assert 0.0 <= radiograph.pixels.min() <= radiograph.pixels.max() <= 1.0

@@ -100,6 +100,55 @@ PRESETS: Dict[str, Tuple[str, float]] = {
 }
 
 
+# Kinds whose variance is affine in the clean intensity x:
+# var = a * x + b on the [0, 1] scale. A noise-level map for them is exact.
+AFFINE_KINDS = ('gaussian', 'poisson', 'poisson_gaussian')
+
+
+def variance_params(kind: str, level: Level, read_noise: Level = 2.0
+                    ) -> Tuple[Array, Array]:
+  """(a, b) with noise variance a * x + b at intensity x in [0, 1].
+
+  gaussian: a = 0, b = (sigma / 255)^2; poisson at dose d: a = 1 / d, b = 0;
+  poisson_gaussian adds the read noise: b = (read_noise / 255)^2. A level of
+  0 (no noise) gives a = b = 0.
+  """
+  level = jnp.asarray(level, jnp.float32)
+  if kind == 'gaussian':
+    return jnp.zeros_like(level), (jnp.maximum(level, 0) / 255.0)**2
+  if kind in ('poisson', 'poisson_gaussian'):
+    on = level > 0
+    a = jnp.where(on, 1.0 / jnp.where(on, level, 1.0), 0.0)
+    if kind == 'poisson':
+      return a, jnp.zeros_like(level)
+    read = jnp.asarray(read_noise, jnp.float32)
+    return a, jnp.where(on, (read / 255.0)**2, 0.0)
+  raise ValueError(f'noise kind {kind!r} has no noise-level map; use one of '
+                   f'{AFFINE_KINDS}')
+
+
+def noise_std_map(noisy: Array, a: Level, b: Level) -> Array:
+  """Per-pixel noise std sqrt(a * x + b), x a 5x5 local mean of `noisy`.
+
+  `noisy` is [B, H, W, 1] in [0, 1]; `a` and `b` scalars or one per image.
+  The local mean stands in for the unknown clean intensity, in training and
+  at inference alike, so the map a model sees is computed the same way.
+  """
+  a, b = _per_image(a, noisy), _per_image(b, noisy)
+  mean = jax.lax.reduce_window(noisy, 0.0, jax.lax.add, (1, 5, 5, 1),
+                               (1, 1, 1, 1), 'SAME') / 25.0
+  # SAME padding adds zeros at the border: divide by the true window count.
+  count = jax.lax.reduce_window(jnp.ones_like(noisy[:1]), 0.0, jax.lax.add,
+                                (1, 5, 5, 1), (1, 1, 1, 1), 'SAME') / 25.0
+  mean = jnp.clip(mean / count, 0.0, 1.0)
+  return jnp.sqrt(jnp.maximum(a * mean + b, 0.0))
+
+
+def with_noise_map(noisy: Array, a: Level, b: Level) -> Array:
+  """[B, H, W, 1] noisy images -> [B, H, W, 2]: image, noise std map."""
+  return jnp.concatenate([noisy, noise_std_map(noisy, a, b)], axis=-1)
+
+
 def resolve(kind: str, level: float) -> Tuple[str, float]:
   """Maps a kind or preset name to (kind, level); checks both."""
   if kind in PRESETS:
@@ -125,9 +174,25 @@ def add_noise(key: Array, images: Array, kind: str, level: Level, *,
   return jnp.clip(noisy, 0.0, 1.0) if clip else noisy
 
 
+def train_kinds(noise_config: ml_collections.ConfigDict) -> Tuple[str, ...]:
+  """The kinds training draws from: `noise.train_kinds`, else `noise.kind`."""
+  kinds = noise_config.get('train_kinds', '')
+  if not kinds:
+    return (resolve(noise_config.kind, noise_config.level)[0],)
+  return tuple(k.strip() for k in kinds.split(',') if k.strip())
+
+
 def check_config(noise_config: ml_collections.ConfigDict) -> None:
   """Raises a clear error for a bad `config.noise`."""
   resolve(noise_config.kind, noise_config.level)
+  for kind in train_kinds(noise_config):
+    if kind not in NOISE_KINDS:
+      raise ValueError(f'unknown kind {kind!r} in noise.train_kinds; use '
+                       f'kinds of {sorted(NOISE_KINDS)}, comma-separated')
+  if 0 < noise_config.get('max_dose', 0) < noise_config.get('min_dose', 0):
+    raise ValueError('noise.max_dose must be >= noise.min_dose')
+  if noise_config.get('max_read_noise', 0) < 0:
+    raise ValueError('noise.max_read_noise must be >= 0')
   if noise_config.min_level < 0 or noise_config.max_level < 0:
     raise ValueError('noise.min_level and noise.max_level must be >= 0')
   if 0 < noise_config.max_level < noise_config.min_level:
@@ -148,10 +213,64 @@ def corrupt(key: Array, images: Array,
   During training with a blind range each image draws its own level; for
   evaluation (`train=False`) the fixed `noise.level` (or preset) is used.
   """
+  return corrupt_with_params(key, images, noise_config, train=train)[0]
+
+
+def corrupt_with_params(key: Array, images: Array,
+                        noise_config: ml_collections.ConfigDict, *,
+                        train: bool) -> Tuple[Array, Array, Array]:
+  """`corrupt`, also returning the variance parameters (a, b) per image.
+
+  Training with several `noise.train_kinds` draws one kind per image; a
+  Poisson kind draws its dose log-uniformly from [min_dose, max_dose] and,
+  if `max_read_noise` > 0, a read noise from [0, max_read_noise]. (a, b)
+  are those of `variance_params` ([B] each), zeros for kinds without them.
+  """
   kind, level = resolve(noise_config.kind, noise_config.level)
-  if train and is_blind(noise_config):
-    level_key, key = jax.random.split(key)
-    level = jax.random.uniform(level_key, (images.shape[0],), images.dtype,
+  batch = images.shape[0]
+  read_noise = jnp.full((batch,), noise_config.read_noise, jnp.float32)
+  if not train:
+    return _apply_kind(key, images, kind, jnp.full((batch,), level),
+                       read_noise, noise_config.clip)
+  kinds = train_kinds(noise_config)
+  kind_key, level_key, dose_key, read_key, key = jax.random.split(key, 5)
+  which = jax.random.randint(kind_key, (batch,), 0, len(kinds))
+  level = jnp.full((batch,), level, jnp.float32)
+  if is_blind(noise_config):
+    level = jax.random.uniform(level_key, (batch,), jnp.float32,
                                noise_config.min_level, noise_config.max_level)
-  return add_noise(key, images, kind, level, clip=noise_config.clip,
-                   read_noise=noise_config.read_noise)
+  if noise_config.get('max_dose', 0) > 0:
+    lo, hi = jnp.log(noise_config.min_dose), jnp.log(noise_config.max_dose)
+    dose = jnp.exp(jax.random.uniform(dose_key, (batch,), jnp.float32, lo, hi))
+  else:
+    dose = level
+  if noise_config.get('max_read_noise', 0) > 0:
+    read_noise = jax.random.uniform(read_key, (batch,), jnp.float32, 0.0,
+                                    noise_config.max_read_noise)
+  if len(kinds) == 1:
+    return _apply_kind(key, images, kinds[0],
+                       dose if kinds[0].startswith('poisson') else level,
+                       read_noise, noise_config.clip)
+  results = [_apply_kind(key, images, k,
+                         dose if k.startswith('poisson') else level,
+                         read_noise, noise_config.clip) for k in kinds]
+  rows = jnp.arange(batch)
+  noisy = jnp.stack([r[0] for r in results])[which, rows]
+  a = jnp.stack([r[1] for r in results])[which, rows]
+  b = jnp.stack([r[2] for r in results])[which, rows]
+  return noisy, a, b
+
+
+def _apply_kind(key: Array, images: Array, kind: str, level: Array,
+                read_noise: Array, clip: bool) -> Tuple[Array, Array, Array]:
+  if kind == 'poisson_gaussian':
+    fn = NOISE_KINDS[kind]
+    noisy = fn(key, images, level, read_noise=_per_image(read_noise, images))
+    noisy = jnp.clip(noisy, 0.0, 1.0) if clip else noisy
+  else:
+    noisy = add_noise(key, images, kind, level, clip=clip)
+  if kind in AFFINE_KINDS:
+    a, b = variance_params(kind, level, read_noise)
+  else:
+    a = b = jnp.zeros_like(level)
+  return noisy, a, b

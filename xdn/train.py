@@ -109,8 +109,13 @@ def create_optimizer(config: ml_collections.ConfigDict
 
 def create_train_state(config: ml_collections.ConfigDict, model, key: jax.Array,
                        image_shape: Tuple[int, int, int]) -> TrainState:
-  """Initialises parameters for images of `image_shape` (H, W, C)."""
-  dummy = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
+  """Initialises parameters for images of `image_shape` (H, W, C).
+
+  A model with a noise map (`model.noise_map`) gets one channel more.
+  """
+  h, w, c = image_shape
+  c += int(config.model.get('noise_map', False))
+  dummy = jnp.zeros((1, h, w, c), jnp.float32)
   variables = jax.jit(functools.partial(model.init, train=False))(
       {'params': key, 'latent': key}, dummy)
   return TrainState.create(
@@ -130,10 +135,25 @@ def example_keys(key: jax.Array, local_batch: int) -> jax.Array:
 
 def corrupt_batch(keys: jax.Array, clean: jax.Array,
                   noise_config: ml_collections.ConfigDict, *,
-                  train: bool) -> jax.Array:
-  """Corrupts each image with its own key (and, if blind, its own level)."""
-  one = lambda k, x: noise.corrupt(k, x[None], noise_config, train=train)[0]
+                  train: bool) -> Tuple[jax.Array, jax.Array, jax.Array]:
+  """Corrupts each image with its own key (and, if blind, its own level).
+
+  Returns the noisy images and each one's variance parameters (a, b), see
+  `noise.variance_params`.
+  """
+  def one(k, x):
+    noisy, a, b = noise.corrupt_with_params(k, x[None], noise_config,
+                                            train=train)
+    return noisy[0], a[0], b[0]
   return jax.vmap(one)(keys, clean)
+
+
+def model_input(noisy: jax.Array, a: jax.Array, b: jax.Array,
+                config: ml_collections.ConfigDict) -> jax.Array:
+  """What the model sees: the noisy images, plus a noise map if it takes one."""
+  if config.model.get('noise_map', False):
+    return noise.with_noise_map(noisy, a, b)
+  return noisy
 
 
 # ---------------------------------------------------------------- steps
@@ -150,11 +170,11 @@ def train_step(state: TrainState, clean: jax.Array, key: jax.Array, *,
   """
   step_key = jax.random.fold_in(key, state.step)
   noise_key, latent_key = jax.random.split(step_key)
-  noisy = corrupt_batch(example_keys(noise_key, clean.shape[0]), clean,
-                        config.noise, train=True)
+  noisy, a, b = corrupt_batch(example_keys(noise_key, clean.shape[0]), clean,
+                              config.noise, train=True)
   # Materialise the noisy batch once: XLA:CPU would otherwise fuse the noise
   # generator into the first convolution and redraw it for every window.
-  noisy = jax.lax.optimization_barrier(noisy)
+  noisy = jax.lax.optimization_barrier(model_input(noisy, a, b, config))
   latent_key = jax.random.fold_in(latent_key, jax.lax.axis_index(AXIS))
 
   def loss_fn(params):
@@ -198,9 +218,10 @@ def eval_step(state: TrainState, clean: jax.Array, index: jax.Array,
   same noisy images, so eval numbers are comparable across steps and runs.
   """
   keys = jax.vmap(jax.random.fold_in, (None, 0))(key, index)
-  noisy = corrupt_batch(keys, clean, config.noise, train=False)
+  noisy, a, b = corrupt_batch(keys, clean, config.noise, train=False)
   out = state.apply_fn({'params': state.params,
-                        'batch_stats': state.batch_stats}, noisy, train=False)
+                        'batch_stats': state.batch_stats},
+                       model_input(noisy, a, b, config), train=False)
   loss, _ = jax.vmap(
       lambda o, c: losses.compute_loss(config.loss, o, c[None]))(
           jax.tree.map(lambda x: x[:, None], out), clean)

@@ -31,6 +31,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from xdn import image_io
+from xdn.data import folder
 from xdn.data import prefetch
 
 DataConfig = Any  # An ml_collections.ConfigDict: `config.data`.
@@ -44,6 +45,20 @@ _AUGMENT_STREAM = 1
 
 def prepare(data_config: DataConfig) -> None:
   """Builds the TFDS data set if needed and logs what will be used."""
+  if _is_folder(data_config):
+    files = folder.split_files(folder.list_files(data_config.manual_dir),
+                               data_config.split_fractions)
+    logging.info('DATA folder %s: %s images by split (%s)',
+                 data_config.manual_dir,
+                 {k: len(v) for k, v in files.items()},
+                 data_config.split_fractions)
+    for role in ('train_split', 'eval_split'):
+      if data_config[role] not in files or not files[data_config[role]]:
+        raise ValueError(
+            f'split {data_config[role]!r} (data.{role}) of folder '
+            f'{data_config.manual_dir!r} is empty or unknown; use one of '
+            f'{folder.SPLITS} with data.split_fractions giving it images')
+    return
   builder = _prepared_builder(data_config.name, data_config.data_dir,
                               data_config.manual_dir,
                               data_config.get('skip_corrupt', False))
@@ -68,6 +83,8 @@ def prepare(data_config: DataConfig) -> None:
 
 def split_size(data_config: DataConfig, split: str) -> int:
   """Number of images in `split`."""
+  if _is_folder(data_config):
+    return len(_split_images(data_config, split))
   builder = _prepared_builder(data_config.name, data_config.data_dir,
                               data_config.manual_dir)
   _check_split(builder, split)
@@ -81,6 +98,9 @@ def eval_images(data_config: DataConfig, split: str) -> np.ndarray:
     float32 `[N, S, S, 1]` in [0, 1], centre-cropped to S when larger.
   """
   images = _split_images(data_config, split)
+  if _is_folder(data_config):
+    crops = images.eval_crops(data_config.image_size)
+    return crops[:data_config.num_eval_images or None]
   count = len(images)
   if data_config.num_eval_images > 0:
     count = min(count, data_config.num_eval_images)
@@ -149,15 +169,23 @@ def train_batches(
     offsets = rng.random((global_batch_size, 2))[mine]
     flips = rng.integers(0, 2, (global_batch_size, 2), dtype=bool)[mine]
     turns = rng.integers(0, 4, global_batch_size)[mine]
-    batch = images.crops(
-        indices, size, offsets if data_config.random_crop else None)
+    offsets = offsets if data_config.random_crop else None
+    if isinstance(images, folder.FolderImages):
+      # Drawn after the others, so other sources' batches stay as they were.
+      native, scale = rng.random((2, global_batch_size))[:, mine]
+      scale[native < data_config.native_fraction] = 0.0
+      batch = images.crops(indices, size, offsets, scale,
+                           max_downscale=data_config.max_downscale)
+    else:
+      batch = images.crops(indices, size, offsets)
     if data_config.flip:
       batch[flips[:, 0]] = batch[flips[:, 0], :, ::-1]
       batch[flips[:, 1]] = batch[flips[:, 1], ::-1, :]
     if data_config.rot90:
       for k in (1, 2, 3):
         batch[turns == k] = np.rot90(batch[turns == k], k, axes=(1, 2))
-    batch = image_io.to_float01(batch)
+    if batch.dtype != np.float32:
+      batch = image_io.to_float01(batch)
     return batch.reshape(num_devices, local // num_devices, size, size, 1)
 
   return prefetch.prefetch(make_batch, itertools.count(start_step),
@@ -233,7 +261,15 @@ class _RandomAccessImages:
     return np.stack(list(_decode_pool().map(crop, examples, offsets)))
 
 
+def _is_folder(data_config: DataConfig) -> bool:
+  return data_config.name == 'folder'
+
+
 def _split_images(data_config: DataConfig, split: str):
+  if _is_folder(data_config):
+    return folder.load(data_config.manual_dir, split,
+                       data_config.split_fractions,
+                       data_config.get('skip_corrupt', False))
   return _load_split(data_config.name, data_config.data_dir,
                      data_config.manual_dir, split)
 

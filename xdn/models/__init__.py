@@ -38,7 +38,9 @@ def create_model(config: ml_collections.ConfigDict, *,
     return SeedSkipAutoencoder(dtype=dtype)
   if mc.name == 'unet':
     return UNet(depth=mc.depth, base_width=mc.base_width, norm=mc.norm,
-                down=mc.down, up=mc.up, residual=mc.residual, dtype=dtype,
+                down=mc.down, up=mc.up, residual=mc.residual,
+                use_bias=mc.get('use_bias', True),
+                noise_map=mc.get('noise_map', False), dtype=dtype,
                 bn_axis_name=bn_axis_name)
   raise ValueError(f'unknown model.name {mc.name!r}; use one of {MODELS}')
 

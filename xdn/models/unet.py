@@ -9,6 +9,16 @@ the noise is a simpler function to learn than the clean image).
 
 Any H, W works: the input is reflect-padded to a multiple of 2**depth and
 the output cropped back.
+
+Two options move it towards DRUNet (Zhang et al., TPAMI 2021), the network
+the shipped model uses:
+  * `noise_map=True`: the input's last channel is a map of the noise's
+    standard deviation per pixel (see `xdn.noise.noise_std_map`), so one
+    model serves every noise level and kind it was trained on; the output
+    has one channel less.
+  * `use_bias=False` with `norm='none'`: a bias-free network (Mohan et al.,
+    ICLR 2020), positively homogeneous, which generalises beyond the noise
+    levels seen in training.
 """
 
 import math
@@ -42,12 +52,14 @@ class ConvBlock(nn.Module):
   norm: str = 'batch'
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None
+  use_bias: bool = True  # Only without normalisation, which has its own.
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     for i in range(2):
       x = layers.Conv(self.features, (3, 3), padding='SAME',
-                      use_bias=self.norm == 'none', dtype=self.dtype,
+                      use_bias=self.norm == 'none' and self.use_bias,
+                      dtype=self.dtype,
                       name=f'conv{i + 1}')(x)
       norm = _norm(self.norm, self.features, train, self.dtype,
                    f'norm{i + 1}', self.bn_axis_name)
@@ -63,6 +75,8 @@ class UNet(nn.Module):
   down: str = 'conv'  # 'conv' (3x3 stride 2) or 'pool' (2x2 max-pool)
   up: str = 'transpose'  # 'transpose' (2x2 stride 2) or 'resize' (+ 3x3 conv)
   residual: bool = True
+  use_bias: bool = True
+  noise_map: bool = False  # The input's last channel is the noise std map.
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None  # See autoencoder.Encoder.
 
@@ -75,6 +89,10 @@ class UNet(nn.Module):
       raise ValueError(f"unknown model.up {self.up!r}; use 'transpose' or "
                        "'resize'")
     b, h, w, c = x.shape
+    out_channels = c - 1 if self.noise_map else c
+    if out_channels < 1:
+      raise ValueError(f'a noise_map U-Net needs an image channel and a map '
+                       f'channel; got {c} channel(s)')
     multiple = 2**self.depth
     pad_h, pad_w = -h % multiple, -w % multiple
     # Reflect padding needs pad < size; 'edge' serves tiny images.
@@ -86,32 +104,37 @@ class UNet(nn.Module):
     for level in range(self.depth):
       width = self.base_width * 2**level
       y = ConvBlock(width, self.norm, self.dtype, self.bn_axis_name,
-                    name=f'down{level}')(
+                    self.use_bias, name=f'down{level}')(
           y, train=train)
       skips.append(y)
       if self.down == 'pool':
         y = nn.max_pool(y, (2, 2), strides=(2, 2))
       else:
         y = layers.Conv(width, (3, 3), strides=(2, 2), padding='SAME',
-                        dtype=self.dtype, name=f'pool{level}')(y)
+                        use_bias=self.use_bias, dtype=self.dtype,
+                        name=f'pool{level}')(y)
     y = ConvBlock(self.base_width * 2**self.depth, self.norm, self.dtype,
-                  self.bn_axis_name, name='bottleneck')(y, train=train)
+                  self.bn_axis_name, self.use_bias, name='bottleneck')(
+                      y, train=train)
     for level in reversed(range(self.depth)):
       width = self.base_width * 2**level
       if self.up == 'transpose':
         y = layers.ConvTranspose(width, (2, 2), strides=(2, 2),
-                                 dtype=self.dtype, name=f'upsample{level}')(y)
+                                 use_bias=self.use_bias, dtype=self.dtype,
+                                 name=f'upsample{level}')(y)
       else:
         n, hh, ww, ch = y.shape
         y = jax.image.resize(y, (n, 2 * hh, 2 * ww, ch), 'bilinear')
-        y = layers.Conv(width, (3, 3), padding='SAME', dtype=self.dtype,
+        y = layers.Conv(width, (3, 3), padding='SAME',
+                        use_bias=self.use_bias, dtype=self.dtype,
                         name=f'upsample{level}')(y)
       y = jnp.concatenate([y, skips[level]], axis=-1)
       y = ConvBlock(width, self.norm, self.dtype, self.bn_axis_name,
-                    name=f'up{level}')(
+                    self.use_bias, name=f'up{level}')(
           y, train=train)
-    out = layers.Conv(c, (1, 1), dtype=self.dtype, name='head')(y)
+    out = layers.Conv(out_channels, (1, 1), use_bias=self.use_bias,
+                      dtype=self.dtype, name='head')(y)
     out = out.astype(jnp.float32)
     if self.residual:
-      out = inputs - out
+      out = inputs[..., :out_channels] - out
     return out[:, :h, :w, :]

@@ -1,0 +1,60 @@
+"""The model shipped inside xdn (`xdn.inference.load_pretrained()`).
+
+A bias-free residual U-Net with a noise-level map input (DRUNet-style),
+trained blind over Gaussian sigma 0-55 and Poisson-Gaussian noise on random
+64x64 patches of full-resolution radiographs, half of them from the image
+downscaled by up to 16x (so 1024x1024 radiographs also give thumbnails):
+
+  python run.py --config=configs/pretrained.py --workdir=runs/pretrained \
+      --config.data.manual_dir=/path/to/nih1024/images
+
+The folder is split by patient (80/10/10); `xdn-evaluate --folder` uses the
+same split for its held-out test images. See xdn/pretrained/MODEL_CARD.md.
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.model.name = 'unet'
+  config.model.depth = 4
+  config.model.base_width = 16
+  config.model.norm = 'none'
+  config.model.use_bias = False
+  config.model.noise_map = True
+
+  config.data.name = 'folder'
+  config.data.manual_dir = ''  # Required: --config.data.manual_dir=FOLDER.
+  config.data.image_size = 64
+  config.data.random_crop = True
+  config.data.flip = True
+  config.data.rot90 = True
+  config.data.native_fraction = 0.5
+  config.data.max_downscale = 16.0
+  config.data.skip_corrupt = True
+
+  # Evaluation at Gaussian sigma 25; training draws per image: Gaussian
+  # (twice as often) with sigma in [0, 55], or Poisson-Gaussian with a dose
+  # of 20-2000 photons at full intensity and read noise sigma 0-5.
+  config.noise.kind = 'gaussian'
+  config.noise.level = 25.0
+  config.noise.train_kinds = 'gaussian,gaussian,poisson_gaussian'
+  config.noise.min_level = 0.0
+  config.noise.max_level = 55.0
+  config.noise.min_dose = 20.0
+  config.noise.max_dose = 2000.0
+  config.noise.max_read_noise = 5.0
+
+  config.loss.name = 'mse'
+  config.optimizer.name = 'adam'
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.schedule = 'cosine'
+  config.optimizer.warmup_steps = 200
+  config.batch_size = 32
+  config.num_train_steps = 12000
+  config.log_every_steps = 100
+  config.eval_every_steps = 1000
+  config.checkpoint_every_steps = 250
+  config.skip_nonfinite = True
+  return config
