@@ -52,7 +52,7 @@ def get_config():
   config.optimizer.schedule = 'cosine'
   config.optimizer.warmup_steps = 200
   config.batch_size = 32
-  config.num_train_steps = 12000
+  config.num_train_steps = 16000
   config.log_every_steps = 100
   config.eval_every_steps = 1000
   config.checkpoint_every_steps = 250
