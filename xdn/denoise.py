@@ -9,9 +9,11 @@ kept) in the input's bit depth:
   PNG, TIFF, BMP  -> PNG of the same bit depth.
   JPEG            -> 8-bit PNG: re-encoding as JPEG would add compression
                      artefacts to the image just denoised.
-  DICOM           -> DICOM with the original metadata, the pixel data
-                     replaced (same dtype and Bits Stored), a new SOP
-                     Instance UID and a derived series.
+  DICOM           -> uncompressed DICOM (Explicit VR Little Endian) with
+                     the original metadata, the pixel data replaced (same
+                     dtype and Bits Stored), a new SOP Instance UID, a
+                     derived series, and the source transfer syntax named
+                     in its Derivation Description.
 
 Pixels are scaled to [0, 1] by bit depth (see `xdn.image_io.bit_depth`); for
 DICOM by the Bits Stored range after the rescale slope/intercept, and
@@ -21,20 +23,26 @@ Models made for a fixed size (the 64x64 seed models) see overlapping tiles
 blended with a linear ramp; the U-Net sees whole images up to
 `--max_pixels`, and larger ones in tiles. Inputs are never overwritten; an
 existing output needs `--overwrite`. A file that cannot be read or written
-is reported in one line and the others are still done; the exit status is 1
-if any failed.
+(for any reason: unreadable, too large, no decoder, a bug) is reported in one
+line naming it, and the others are still done; a closing line lists the
+failed files and the exit status is 1 if any failed (`--verbose` logs each
+failure's traceback). Ctrl-C stops after the current file (exit status 130);
+what was written stays.
 """
 
 import os
+import signal
 import sys
+import threading
 import time
-from typing import Any, Iterator, List, Sequence, Tuple
+from typing import Any, Collection, Iterator, List, Sequence, Tuple
 
 from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 
+from xdn import image_io
 from xdn.radiograph_io import IMAGE_EXTENSIONS, is_dicom, read_radiograph
 
 FLAGS = flags.FLAGS
@@ -55,6 +63,8 @@ def define_flags() -> None:
                        'pixels; -1: a quarter of the tile.')
   flags.DEFINE_integer('max_pixels', 2048 * 2048, 'U-Net: images up to this '
                        'many pixels are denoised whole, larger ones in tiles.')
+  flags.DEFINE_bool('verbose', False, 'Log the traceback of each file that '
+                    'fails (always logged at debug level, -v 1).')
 
 
 # Any callable [B, H, W, 1] float32 in [0, 1] -> same, with `fixed_size`
@@ -65,6 +75,8 @@ UNET_TILE = 512
 # U-Net tiles start at multiples of this, so that strided convolutions see
 # the same pixel grid in every tile (2**depth for depth <= 5).
 _TILE_ALIGN = 32
+# Failed files named in the closing summary line.
+_MAX_LISTED = 50
 
 
 # ------------------------------------------------------------------ tiling
@@ -175,9 +187,57 @@ def output_path(out_dir: str, relative: str, extension: str) -> str:
   return os.path.join(out_dir, os.path.splitext(relative)[0] + extension)
 
 
+def denoise_one_file(denoiser: Denoiser, path: str, relative: str,
+                     out_dir: str, *, description: str = 'xdn denoised',
+                     overwrite: bool = False,
+                     inputs: Collection[str] = frozenset(),
+                     written: Collection[str] = frozenset(),
+                     **denoise_kwargs) -> Tuple[str, Tuple[int, int]]:
+  """Decodes, denoises and writes one file; returns its output and [H, W].
+
+  Raises on any failure of the file; `denoise_files` reports it. Writes only
+  under `out_dir`, never over a file of `inputs` or `written` (real paths),
+  and never leaves half a file.
+  """
+  radiograph = read_radiograph(path, description)
+  target = output_path(out_dir, relative, radiograph.extension)
+  real, root = os.path.realpath(target), os.path.realpath(out_dir)
+  if os.path.commonpath([real, root]) != root:
+    raise ValueError(f'output {target!r} would be outside --out={out_dir!r}')
+  if real in inputs:
+    raise ValueError(f'output {target!r} would overwrite an input; '
+                     'choose another --out')
+  if real in written:
+    raise ValueError(f'output {target!r} was already written for another '
+                     'input of the same name; denoise them separately')
+  if os.path.exists(target) and not overwrite:
+    raise FileExistsError(f'output {target!r} exists; pass --overwrite '
+                          'to replace it')
+  denoised = denoise_image(denoiser, radiograph.pixels, **denoise_kwargs)
+  data = radiograph.to_file(denoised)
+  os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
+  tmp = f'{target}.{os.getpid()}.tmp'
+  try:
+    with open(tmp, 'wb') as f:
+      f.write(data)
+    os.replace(tmp, target)  # A crash never leaves half a file.
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return target, radiograph.pixels.shape
+
+
 def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
-                  overwrite: bool = False, **denoise_kwargs) -> int:
+                  overwrite: bool = False, verbose: bool = False,
+                  **denoise_kwargs) -> int:
   """Denoises every input file into `out_dir`; returns how many failed.
+
+  Each file is done inside one guard: any exception of that file is one
+  error line naming it (with the traceback at debug level, or at error
+  level if `verbose`), and the others are still done. Out of memory is not
+  survived: the summary is logged and the error raised. Ctrl-C stops after
+  the current file (a second one stops at once); the summary is logged and
+  KeyboardInterrupt raised, and what was written stays.
 
   `denoise_kwargs` go to `denoise_image` (tile, overlap, batch_size,
   max_pixels).
@@ -186,46 +246,102 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
   input_files = {os.path.realpath(path) for path, _ in pairs}
   description = (f'denoised by xdn {getattr(denoiser, "name", "model")} '
                  f'step {getattr(denoiser, "step", "?")}')
-  written, failed = set(), 0
+  written, failed = set(), []
   start = time.time()
-  for count, (path, relative) in enumerate(pairs, 1):
+  handled = 0  # Files written or failed.
+  with _StopAfterCurrentFile() as stop:
     try:
-      if not os.path.exists(path):
-        raise FileNotFoundError(f'{path!r} does not exist; check the path')
-      radiograph = read_radiograph(path, description)
-      target = output_path(out_dir, relative, radiograph.extension)
-      real = os.path.realpath(target)
-      if real in input_files:
-        raise ValueError(f'output {target!r} would overwrite an input; '
-                         'choose another --out')
-      if real in written:
-        raise ValueError(f'output {target!r} was already written for another '
-                         'input of the same name; denoise them separately')
-      if os.path.exists(target) and not overwrite:
-        raise FileExistsError(f'output {target!r} exists; pass --overwrite '
-                              'to replace it')
-      denoised = denoise_image(denoiser, radiograph.pixels, **denoise_kwargs)
-      data = radiograph.to_file(denoised)
-      os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
-      tmp = target + '.tmp'
-      with open(tmp, 'wb') as f:
-        f.write(data)
-      os.replace(tmp, target)  # A crash never leaves half a file.
-      written.add(real)
-      elapsed = time.time() - start
-      logging.info('[%d/%d] %s -> %s (%dx%d; ETA %.0fs)', count, len(pairs),
-                   path, target, *radiograph.pixels.shape,
-                   elapsed / count * (len(pairs) - count))
-    except (ValueError, OSError) as e:  # ImageDecodeError is a ValueError.
-      failed += 1
-      message = str(e).splitlines()[0] if str(e) else type(e).__name__
-      # One line that names the file (most messages already do).
-      logging.error('%s', message if path in message else
-                    f'{path}: {message}')
-  logging.info('%d of %d files denoised into %s', len(pairs) - failed,
-               len(pairs), out_dir)
-  return failed
+      for path, relative in pairs:
+        if stop.requested:
+          raise KeyboardInterrupt
+        try:
+          target, (h, w) = denoise_one_file(
+              denoiser, path, relative, out_dir, description=description,
+              overwrite=overwrite, inputs=input_files, written=written,
+              **denoise_kwargs)
+        except MemoryError:
+          raise
+        except Exception as e:  # pylint: disable=broad-except  # Any: guard.
+          if _out_of_memory(e):
+            raise
+          failed.append(path)
+          _log_failure(path, e, verbose)
+        else:
+          written.add(os.path.realpath(target))
+          elapsed = time.time() - start
+          logging.info('[%d/%d] %s -> %s (%dx%d; ETA %.0fs)', handled + 1,
+                       len(pairs), path, target, h, w,
+                       elapsed / (handled + 1) * (len(pairs) - handled - 1))
+        handled += 1
+    except BaseException as e:
+      if isinstance(e, KeyboardInterrupt):
+        logging.warning('Interrupted: %d of %d files not done; the files '
+                        'written stay.', len(pairs) - handled, len(pairs))
+      elif isinstance(e, MemoryError) or _out_of_memory(e):
+        logging.error('%s: out of memory; stopping. Lower --max_pixels or '
+                      '--batch_size.', path)
+      _log_summary(len(written), len(pairs), failed, out_dir)
+      raise
+  _log_summary(len(written), len(pairs), failed, out_dir)
+  return len(failed)
 
+
+def _out_of_memory(error: Exception) -> bool:
+  """An accelerator's out-of-memory (XLA RESOURCE_EXHAUSTED) error."""
+  return 'RESOURCE_EXHAUSTED' in str(error) and 'Runtime' in type(
+      error).__name__
+
+
+def _log_failure(path: str, error: Exception, verbose: bool) -> None:
+  """One error line naming the file; the traceback at debug level."""
+  message = image_io.clean_message(error) or type(error).__name__
+  if not isinstance(error, (ValueError, OSError)):
+    # Not a bad file but a bug (or a case nobody foresaw): say so.
+    message = (f'failed with an unexpected {type(error).__name__}: {message} '
+               '(run with --verbose for the traceback, and please report it)')
+  logging.error('%s', message if path in message else f'{path}: {message}')
+  if verbose:
+    logging.error('Traceback of %s:', path, exc_info=error)
+  else:
+    logging.debug('Traceback of %s:', path, exc_info=error)
+
+
+def _log_summary(done: int, total: int, failed: Sequence[str],
+                 out_dir: str) -> None:
+  logging.info('%d of %d files denoised into %s', done, total, out_dir)
+  if failed:
+    shown = ', '.join(failed[:_MAX_LISTED])
+    more = len(failed) - _MAX_LISTED
+    logging.warning('%d failed: %s%s', len(failed), shown,
+                    f' and {more} more (see the errors above)' if more > 0
+                    else '')
+
+
+class _StopAfterCurrentFile:
+  """Ctrl-C sets `requested`: the loop stops after the current file.
+
+  A second Ctrl-C raises KeyboardInterrupt at once. Only the main thread can
+  handle signals; elsewhere Ctrl-C keeps its default behaviour.
+  """
+
+  def __enter__(self) -> '_StopAfterCurrentFile':
+    self.requested = False
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGINT, self._handle)
+    return self
+
+  def _handle(self, signum: int, frame: Any) -> None:
+    del signum, frame
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = True
+    logging.warning('Ctrl-C: stopping after the current file (press Ctrl-C '
+                    'again to stop now).')
+
+  def __exit__(self, *exc_info: Any) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGINT, self._previous)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -245,10 +361,14 @@ def main(argv: Sequence[str]) -> None:
   denoiser.batch_size = FLAGS.batch_size
   logging.info('Model %s (step %d) from %s', denoiser.name, denoiser.step,
                FLAGS.workdir)
-  failed = denoise_files(denoiser, inputs, FLAGS.out,
-                         overwrite=FLAGS.overwrite, tile=FLAGS.tile,
-                         overlap=FLAGS.overlap, batch_size=FLAGS.batch_size,
-                         max_pixels=FLAGS.max_pixels)
+  try:
+    failed = denoise_files(denoiser, inputs, FLAGS.out,
+                           overwrite=FLAGS.overwrite, verbose=FLAGS.verbose,
+                           tile=FLAGS.tile, overlap=FLAGS.overlap,
+                           batch_size=FLAGS.batch_size,
+                           max_pixels=FLAGS.max_pixels)
+  except KeyboardInterrupt:
+    sys.exit(130)  # The shell's status for Ctrl-C; the summary is logged.
   if failed:
     sys.exit(1)
 

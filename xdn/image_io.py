@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 import numpy as np
 from PIL import Image
@@ -25,10 +26,46 @@ _BIT_DEPTHS = (8, 10, 12, 14, 16)
 _JPEG_SOS = b'\xff\xda'
 _JPEG_EOI = b'\xff\xd9'
 _HINT = 're-download or re-export the file, or leave it out'
+# Images larger than this are refused before their pixels are decoded, so a
+# small file declaring huge dimensions (a decompression bomb) cannot exhaust
+# memory. The values are ImageMagick's default policy (width and height
+# 16KP, area 128MP); the largest radiographs (mammograms) are ~25 MP.
+MAX_SIDE = 16384
+MAX_PIXELS = 128 * 2**20
+# Phrases PIL and its codecs use for data that ends early.
+_TRUNCATED = re.compile(
+    r'truncat|premature end|ends before|end of (file|stream|data)|'
+    r'broken data stream|not enough data|unexpected end|buffer is not large',
+    re.IGNORECASE)
+# `<_io.BytesIO object at 0x7f...>` and the like: meaningless to a user.
+_OBJECT_REPR = re.compile(r'\s*<[^<>]* at 0x[0-9a-fA-F]+>')
 
 
 class ImageDecodeError(ValueError):
-  """An image file could not be decoded (corrupt, truncated or unsupported)."""
+  """An image file could not be decoded (corrupt, truncated or unsupported).
+
+  The message names the file and says in words what is wrong with it.
+  """
+
+
+def check_dimensions(width: int, height: int, name: str) -> None:
+  """Raises ImageDecodeError if a declared image size is empty or too large."""
+  if width <= 0 or height <= 0:
+    raise ImageDecodeError(
+        f'cannot decode image {name!r}: it declares {width}x{height} pixels, '
+        f'an empty image; {_HINT}.')
+  if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+    raise ImageDecodeError(
+        f'cannot decode image {name!r}: it is too large ({width}x{height} '
+        f'pixels; the limit is {MAX_SIDE} per side and '
+        f'{MAX_PIXELS // 2**20} megapixels, which protects memory from '
+        'damaged or malicious files); crop or downscale it first.')
+
+
+def clean_message(error: BaseException) -> str:
+  """The first line of an exception's message, without Python object reprs."""
+  text = _OBJECT_REPR.sub('', str(error)).strip()
+  return text.splitlines()[0].strip() if text else ''
 
 
 def decode_grayscale(data: bytes, name: str) -> np.ndarray:
@@ -45,10 +82,16 @@ def decode_grayscale(data: bytes, name: str) -> np.ndarray:
     is ignored.
 
   Raises:
-    ImageDecodeError: the data is not a readable image or is truncated.
+    ImageDecodeError: the data is empty, not an image, truncated, damaged or
+      larger than `MAX_SIDE` / `MAX_PIXELS`.
   """
+  if not data:
+    raise ImageDecodeError(
+        f'cannot decode image {name!r}: the file is empty (0 bytes); {_HINT}.')
   try:
     with Image.open(io.BytesIO(data)) as image:
+      # Only the header is read so far: refuse huge images before decoding.
+      check_dimensions(*image.size, name)
       # `load()` decodes everything now, so truncation raises here (PIL's
       # LOAD_TRUNCATED_IMAGES is left at its default, False).
       image.load()
@@ -56,9 +99,13 @@ def decode_grayscale(data: bytes, name: str) -> np.ndarray:
         raise OSError('JPEG data ends before the end-of-image marker')
       image = ImageOps.exif_transpose(image)
       array = _to_gray_array(image)
-  except Exception as e:  # PIL raises many types for bad data.
+  except ImageDecodeError:
+    raise
+  except MemoryError:
+    raise  # Not the file's fault; the caller decides.
+  except Exception as e:  # PIL and its codecs raise many types for bad data.
     raise ImageDecodeError(
-        f'cannot decode image {name!r}: {type(e).__name__}: {e}; {_HINT}.'
+        f'cannot decode image {name!r}: {_describe(e, data)}; {_HINT}.'
     ) from e
   if array.ndim != 2 or 0 in array.shape:
     raise ImageDecodeError(
@@ -66,6 +113,21 @@ def decode_grayscale(data: bytes, name: str) -> np.ndarray:
         f'grayscale image; {_HINT}.'
     )
   return array
+
+
+def _describe(error: Exception, data: bytes) -> str:
+  """What is wrong with undecodable image data, in words."""
+  if isinstance(error, Image.DecompressionBombError):
+    return 'it is too large (PIL refuses it as a possible decompression bomb)'
+  if isinstance(error, Image.UnidentifiedImageError):
+    if data[128:132] == b'DICM':
+      return 'it is a DICOM file, not an image; name it .dcm'
+    return ('it is not an image: its contents match no format PIL reads '
+            '(PNG, JPEG, TIFF, BMP, ...)')
+  message = clean_message(error)
+  if isinstance(error, EOFError) or _TRUNCATED.search(message):
+    return 'the file is truncated: it ends before the image data does'
+  return f'the image data is damaged ({message or type(error).__name__})'
 
 
 def read_grayscale(path: str | os.PathLike[str]) -> np.ndarray:
