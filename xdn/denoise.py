@@ -43,6 +43,7 @@ from absl import logging
 import numpy as np
 
 from xdn import image_io
+from xdn import radiograph_io
 from xdn.radiograph_io import IMAGE_EXTENSIONS, is_dicom, read_radiograph
 
 FLAGS = flags.FLAGS
@@ -242,6 +243,8 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
   `denoise_kwargs` go to `denoise_image` (tile, overlap, batch_size,
   max_pixels).
   """
+  if not verbose:
+    radiograph_io.quiet_pydicom_logs()
   pairs = list(find_inputs(inputs))
   input_files = {os.path.realpath(path) for path, _ in pairs}
   description = (f'denoised by xdn {getattr(denoiser, "name", "model")} '

@@ -19,6 +19,7 @@ without the 128-byte preamble are read when they parse as a DICOM data set.
 import copy
 import dataclasses
 import io
+import logging
 import math
 import os
 import re
@@ -54,6 +55,15 @@ class Radiograph:
   pixels: np.ndarray  # [H, W] float32 in [0, 1]; bright = dense.
   to_file: Callable[[np.ndarray], bytes]  # Denoised pixels -> file contents.
   extension: str  # Of the output file.
+
+
+def quiet_pydicom_logs() -> None:
+  """Keeps pydicom's own error logs (with tracebacks) out of the output.
+
+  pydicom logs each failed decoder plugin with its traceback; xdn reports
+  the file in one line instead, the causes chained to the exception.
+  """
+  logging.getLogger('pydicom').setLevel(logging.CRITICAL)
 
 
 def is_dicom(path: str) -> bool:
