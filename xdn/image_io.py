@@ -103,6 +103,12 @@ def decode_grayscale(data: bytes, name: str) -> np.ndarray:
     raise
   except MemoryError:
     raise  # Not the file's fault; the caller decides.
+  except Image.DecompressionBombError as e:  # Raised by Image.open itself.
+    raise ImageDecodeError(
+        f'cannot decode image {name!r}: it is too large (it declares more '
+        f'than {MAX_PIXELS // 2**20} megapixels, the limit that protects '
+        'memory from damaged or malicious files); crop or downscale it '
+        'first.') from e
   except Exception as e:  # PIL and its codecs raise many types for bad data.
     raise ImageDecodeError(
         f'cannot decode image {name!r}: {_describe(e, data)}; {_HINT}.'
@@ -117,8 +123,6 @@ def decode_grayscale(data: bytes, name: str) -> np.ndarray:
 
 def _describe(error: Exception, data: bytes) -> str:
   """What is wrong with undecodable image data, in words."""
-  if isinstance(error, Image.DecompressionBombError):
-    return 'it is too large (PIL refuses it as a possible decompression bomb)'
   if isinstance(error, Image.UnidentifiedImageError):
     if data[128:132] == b'DICM':
       return 'it is a DICOM file, not an image; name it .dcm'

@@ -38,6 +38,10 @@ _IMAGE_MAGIC = (b'\x89PNG', b'\xff\xd8\xff', b'II*\x00', b'MM\x00*', b'BM',
 # Value representations whose bytes are words of this size (byte-swapped when
 # a big-endian file is written as little endian).
 _WORD_SIZES = {'OW': 2, 'OF': 4, 'OL': 4, 'OD': 8, 'OV': 8}
+# Photometric Interpretations of colour images (DICOM PS3.3 C.7.6.3.1.2).
+_COLOUR = ('RGB', 'YBR_FULL', 'YBR_FULL_422', 'YBR_PARTIAL_422',
+           'YBR_PARTIAL_420', 'YBR_ICT', 'YBR_RCT', 'PALETTE COLOR', 'HSV',
+           'ARGB', 'CMYK', 'XYB')
 # pydicom's dependency names -> what to `pip install`.
 _PIP_NAMES = {'gdcm': 'python-gdcm'}
 _HINT = 're-export the file, or leave it out'
@@ -238,15 +242,16 @@ def _check_image(ds: Any, path: str) -> Any:
         'pass radiograph images')
   photometric = str(ds.get('PhotometricInterpretation', '') or '').strip()
   samples = int(ds.get('SamplesPerPixel', 1) or 1)
-  if samples != 1 or photometric not in ('MONOCHROME1', 'MONOCHROME2'):
-    if not photometric:
-      raise image_io.ImageDecodeError(
-          f'DICOM file {path!r} has no Photometric Interpretation, so its '
-          f'pixels cannot be interpreted; {_HINT}.')
+  if samples != 1 or photometric in _COLOUR:
     raise image_io.ImageDecodeError(
-        f'DICOM file {path!r} is a colour image ({photometric}, {samples} '
-        'samples per pixel); xdn denoises grayscale (MONOCHROME1/2) '
+        f'DICOM file {path!r} is a colour image ({photometric or "?"}, '
+        f'{samples} samples per pixel); xdn denoises grayscale (MONOCHROME1/2) '
         'radiographs; export it as grayscale')
+  if photometric not in ('MONOCHROME1', 'MONOCHROME2'):
+    raise image_io.ImageDecodeError(
+        f'DICOM file {path!r} has Photometric Interpretation '
+        f'{photometric[:32]!r}, not MONOCHROME1/2, so its pixels cannot be '
+        f'interpreted; {_HINT}.')
   frames = int(ds.get('NumberOfFrames', 1) or 1)
   if frames != 1:
     raise image_io.ImageDecodeError(
@@ -345,6 +350,8 @@ def _encode_dicom(ds: Any, stored: np.ndarray, bits: int, syntax: Any,
   if not syntax.is_little_endian:
     _swap_words(out)  # pydicom re-encodes numbers, not binary values.
   out.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
+  for tag in [t for t in out.keys() if t.group == 2]:
+    del out[tag]  # File meta elements are invalid in the data set itself.
   out.set_pixel_data(stored, str(ds.PhotometricInterpretation).strip(), bits)
   # A bare data set (no preamble) may lack its SOP class; the output is a
   # complete DICOM file either way.

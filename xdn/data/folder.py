@@ -30,6 +30,7 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from xdn import image_io
 from xdn import radiograph_io
 from xdn.data import patient_split
 
@@ -111,17 +112,27 @@ class FolderImages:
     self.files = split_files(list_files(folder), fractions)[split]
     self.skipped: list[str] = []
     images = []
+    radiograph_io.quiet_pydicom_logs()  # One line per unreadable file.
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
       futures = [pool.submit(_read, folder, f) for f in self.files]
       for relative, future in zip(self.files, futures):
         try:
           images.append(future.result())
-        except (ValueError, OSError) as e:
+        except MemoryError:
+          raise  # Not the file's fault.
+        except Exception as e:  # pylint: disable=broad-except  # Per file.
+          expected = isinstance(e, (ValueError, OSError))
+          message = image_io.clean_message(e) or type(e).__name__
+          if relative not in message:
+            message = f'{relative}: {message}'
+          if not expected:  # A bug or an unforeseen case: keep its stack.
+            message = f'{message} (unexpected {type(e).__name__})'
+            logging.warning('Traceback of %s:', relative, exc_info=e)
           if not skip_corrupt:
             raise ValueError(
-                f'{str(e).splitlines()[0]} (set --config.data.skip_corrupt='
-                'True to skip unreadable files)') from None
-          logging.warning('Skipping %s: %s', relative, str(e).splitlines()[0])
+                f'{message} (set --config.data.skip_corrupt=True to skip '
+                'unreadable files)') from e
+          logging.warning('Skipping %s', message)
           self.skipped.append(relative)
     self.files = [f for f in self.files if f not in set(self.skipped)]
     self.images = images
