@@ -143,9 +143,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, images: list[kaggle_files.ImageFile]):
     size = self.builder_config.image_size
+    skipped = 0
     for image, png in _to_pngs(images, size):
       if isinstance(png, image_io.ImageDecodeError):
         self._on_corrupt(image, png)
+        skipped += 1
         continue
       pathology, patient_id = kaggle_files.parse_name(image.label, image.name)
       yield image.relative_name, {
@@ -155,6 +157,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           'patient_id': patient_id,
           'filename': image.relative_name,
       }
+    if skipped:
+      logging.warning('chest_xray: skipped %d of %d images as corrupt.',
+                      skipped, len(images))
 
   def _on_corrupt(self, image: kaggle_files.ImageFile, error: Exception):
     if not self._skip_corrupt:
