@@ -8,6 +8,7 @@ both save checkpoints collectively.
 
 import glob
 import os
+import signal
 import socket
 import subprocess
 
@@ -26,24 +27,28 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_train_to_identical_parameters(tmp_path, sample_data_dir,
-                                                     compile_cache):
-  workdir = str(tmp_path / 'run')
+def start_two(tmp_path, data_dir, cache, *overrides):
+  """Starts the two processes of one run; (processes, their log files)."""
   address = f'127.0.0.1:{free_port()}'
   processes, logs = [], []
   for pid in range(2):
     logs.append(str(tmp_path / f'process{pid}.log'))
     cmd = ru.command(
-        workdir, sample_data_dir, f'--config.num_train_steps={STEPS}',
+        str(tmp_path / 'run'), data_dir, *overrides,
         '--config.distributed=True', f'--config.coordinator_address={address}',
         '--config.num_processes=2', f'--config.process_id={pid}',
         script=('tests/multihost_worker.py', str(tmp_path / f'{pid}.npz')))
     with open(logs[-1], 'w') as f:
       processes.append(subprocess.Popen(cmd, cwd=ru.REPO,
-                                        env=ru.env(1, compile_cache),
+                                        env=ru.env(1, cache),
                                         stdout=f, stderr=subprocess.STDOUT))
+  return processes, logs
+
+
+def wait_all(processes, logs, timeout: float = 300) -> None:
+  """Waits for every process; fails with the log of one that failed."""
   try:
-    codes = [p.wait(timeout=300) for p in processes]
+    codes = [p.wait(timeout=timeout) for p in processes]
   finally:
     for p in processes:
       if p.poll() is None:
@@ -51,6 +56,14 @@ def test_two_processes_train_to_identical_parameters(tmp_path, sample_data_dir,
   for code, log in zip(codes, logs):
     with open(log) as f:
       assert code == 0, f.read()[-4000:]
+
+
+def test_two_processes_train_to_identical_parameters(tmp_path, sample_data_dir,
+                                                     compile_cache):
+  workdir = str(tmp_path / 'run')
+  processes, logs = start_two(tmp_path, sample_data_dir, compile_cache,
+                              f'--config.num_train_steps={STEPS}')
+  wait_all(processes, logs)
 
   out = [np.load(tmp_path / f'{pid}.npz') for pid in range(2)]
   assert [int(o['process_index']) for o in out] == [0, 1]
@@ -70,6 +83,37 @@ def test_two_processes_train_to_identical_parameters(tmp_path, sample_data_dir,
   assert len(glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))) == 1
   assert os.path.exists(os.path.join(workdir, 'samples',
                                      f'denoise_{STEPS:07d}.png'))
+
+
+def test_sigterm_to_one_process_stops_both_at_one_step(
+    tmp_path, sample_data_dir, compile_cache):
+  """A scheduler preempting one host: both stop cleanly at the same step."""
+  workdir = str(tmp_path / 'run')
+  sync = 5  # log_every_steps: the processes agree on a stop every 5 steps.
+  processes, logs = start_two(tmp_path, sample_data_dir, compile_cache,
+                              '--config.num_train_steps=100000',
+                              f'--config.log_every_steps={sync}')
+  ru.wait_for(lambda: ru.finished_steps(workdir), processes[0], logs[0])
+  processes[1].send_signal(signal.SIGTERM)  # The non-chief only.
+  wait_all(processes, logs, timeout=120)
+  out = [np.load(tmp_path / f'{pid}.npz') for pid in range(2)]
+  stopped = int(out[0]['step'])
+  assert int(out[1]['step']) == stopped < 100000
+  assert stopped % sync == 0
+  names = [n for n in out[0].files
+           if n not in ('process_index', 'process_count', 'step')]
+  ru.assert_bytes_equal({n: out[0][n] for n in names},
+                        {n: out[1][n] for n in names})
+  # One checkpoint of the stop step, written collectively, holds the same.
+  assert ru.finished_steps(workdir)[-1] == stopped
+  saved = ru.saved_state(workdir)
+  ru.assert_bytes_equal({n: saved[f'params/{n}'] for n in names},
+                        {n: out[0][n] for n in names})
+  with open(logs[0]) as f:
+    chief = f.read()
+  assert (f'Process 1 received SIGTERM: every process saves a checkpoint at '
+          f'step {stopped}, then stops.') in chief
+  assert f'Stopped at step {stopped}; rerun the same command' in chief
 
 
 def test_each_process_reads_its_own_shard(sample_data_dir):

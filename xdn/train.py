@@ -22,6 +22,7 @@ from flax import jax_utils
 from flax.training import train_state
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 import optax
@@ -297,11 +298,34 @@ def _local_values(x: jax.Array) -> np.ndarray:
 
 
 class _StopRequest:
-  """Turns SIGTERM / SIGINT into a request the loop honours at a step end."""
+  """Turns SIGTERM / SIGINT into a request the loop honours at a step end.
 
-  def __init__(self):
+  In a multi-host run the signal may reach one process only (a scheduler
+  preempting one host, a `kill` of one pid), yet all must stop at the same
+  step: checkpoints are written collectively. So the processes agree with one
+  small all-gather of their requests every `sync_every` steps, where the loop
+  already waits for its metrics (about 4 ms on CPU, too much for every step).
+  """
+
+  def __init__(self, sync_every: int = 1):
     self.signal: Optional[int] = None
     self._previous = {}
+    self._sync_every = max(sync_every, 1)
+
+  def should_stop(self, step: int) -> bool:
+    """Whether to stop after `step`; the same answer on every process."""
+    if jax.process_count() == 1:
+      return self.signal is not None
+    if step % self._sync_every:
+      return False
+    requests = multihost_utils.process_allgather(np.int32(self.signal or 0))
+    if not requests.any():
+      return False
+    first = int(np.flatnonzero(requests)[0])
+    logging.warning('Process %d received %s: every process saves a checkpoint '
+                    'at step %d, then stops.', first,
+                    signal.Signals(int(requests[first])).name, step)
+    return True
 
   def __enter__(self):
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -316,8 +340,10 @@ class _StopRequest:
     if self.signal is not None:  # A second Ctrl-C: stop now.
       raise KeyboardInterrupt
     self.signal = signum
-    logging.warning('Received %s: saving a checkpoint, then stopping.',
-                    signal.Signals(signum).name)
+    logging.warning('Received %s: saving a checkpoint, then stopping%s.',
+                    signal.Signals(signum).name,
+                    f' (with every process, within {self._sync_every} steps)'
+                    if jax.process_count() > 1 else '')
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -449,7 +475,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   step = initial_step
   window: list = []
   window_start = time.perf_counter()
-  with _StopRequest() as stop:
+  stopping = False
+  with _StopRequest(sync_every=config.log_every_steps) as stop:
     for step in range(initial_step + 1, config.num_train_steps + 1):
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         state, step_metrics = p_train_step(state, next(train_iter), train_key)
@@ -457,7 +484,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       for hook in hooks:
         hook(step)
       last = step == config.num_train_steps
-      if step % config.log_every_steps == 0 or last or stop.signal:
+      stopping = stop.should_stop(step)
+      if step % config.log_every_steps == 0 or last or stopping:
         skipped = _raise_if_nonfinite(state, config, checkpointer)
         host_window = jax.device_get(unreplicate(window))
         summary = {f'train_{k}': float(np.mean([m[k] for m in host_window]))
@@ -472,13 +500,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         means = run_eval(step)
         # Collective: every process calls it, process 0 writes.
         checkpointer.save_best(step, _host_state(state), means['psnr'])
-      if step % config.checkpoint_every_steps == 0 or last or stop.signal:
+      if step % config.checkpoint_every_steps == 0 or last or stopping:
         _raise_if_nonfinite(state, config, checkpointer)
         checkpointer.save(step, _host_state(state))
-      if stop.signal:
+      if stopping:
         break
   checkpointer.wait()
-  if stop.signal:
+  if stopping:
     logging.warning('Stopped at step %d; rerun the same command to resume.',
                     step)
   elif step == initial_step:
