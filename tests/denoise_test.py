@@ -296,8 +296,13 @@ def test_cli_end_to_end(tmp_path):
   result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
                           timeout=300)
   assert result.returncode == 1, result.stderr[-2000:]  # One file failed.
-  errors = [l for l in result.stderr.splitlines() if 'bad.jpeg' in l]
+  lines = [l for l in result.stderr.splitlines() if 'bad.jpeg' in l]
+  errors = [l for l in lines if l.startswith('E')]
   assert len(errors) == 1 and 'cannot decode' in errors[0]
+  assert 'Traceback' not in result.stderr
+  # The closing line lists the failed files.
+  assert [l for l in lines if l.startswith('W')][0].endswith(
+      f'1 failed: {tmp_path / "bad.jpeg"}')
   out = np.asarray(Image.open(tmp_path / 'out' / 'scan.png'))
   assert out.shape == (40, 50) and out.dtype == np.uint16
   assert 0 < out.mean() < 65535  # Not blank: the untrained model is ~id.
