@@ -133,8 +133,11 @@ def _huge(name: str, data: bytes, size: int = 1_000_000) -> bytes | None:
   return bytes(out)
 
 
-def _dicom_variants() -> dict[str, bytes]:
-  """Header mutations at the element level, re-encoded validly."""
+def _dicom_variants() -> dict[str, tuple[bytes, bytes]]:
+  """Header mutations at the element level, re-encoded validly.
+
+  Each as a DICOM file (preamble, 'DICM', meta) and as a bare data set.
+  """
   pixels = df.gradient(40, 30, 4095).astype(np.uint16)
 
   def variant(syntax=uid.ExplicitVRLittleEndian, meta=None, slope=b'',
@@ -145,16 +148,21 @@ def _dicom_variants() -> dict[str, bytes]:
         del ds[keyword]
       else:
         setattr(ds, keyword, value)
+    ds.file_meta.TransferSyntaxUID = syntax
     for keyword, value in (meta or {}).items():
       setattr(ds.file_meta, keyword, value)
-    data = io.BytesIO()
-    ds.file_meta.TransferSyntaxUID = syntax
-    # Always encoded as Explicit VR Little Endian: a declared syntax may lie.
-    pydicom.dcmwrite(data, ds, implicit_vr=False, little_endian=True,
-                     force_encoding=True)
+    # Meta and body encoded apart: the declared syntax may lie about the
+    # body, which is always Explicit VR Little Endian.
+    header = pydicom.filebase.DicomBytesIO()
+    pydicom.filewriter.write_file_meta_info(header, ds.file_meta,
+                                            enforce_standard=False)
+    del ds.file_meta
+    body = io.BytesIO()
+    pydicom.dcmwrite(body, ds, implicit_vr=False, little_endian=True)
     # pydicom refuses to set invalid values: edit the encoded bytes.
-    return data.getvalue().replace(b'1.2345', slope) if slope else (
-        data.getvalue())
+    body = body.getvalue().replace(b'1.2345', slope) if slope else (
+        body.getvalue())
+    return b'\0' * 128 + b'DICM' + header.getvalue() + body, body
 
   return {
       'no_rows': variant(Rows=None),
@@ -216,10 +224,10 @@ def mutants(seed: int = SEED) -> list[tuple[str, bytes, str]]:
       else:
         mutant = _flip(data, rng, 0, len(data))
       out.append((f'{stem}_{kind}_{i}{ext}', mutant, kind))
-  for name, data in _dicom_variants().items():
+  for name, (data, bare) in _dicom_variants().items():
     out.append((f'header_{name}.dcm', data, 'dicom_header'))
-    # The same without the preamble, read through pydicom's force=True.
-    out.append((f'bare_{name}.dcm', data[132:], 'dicom_bare'))
+    # The same without preamble and meta, read through pydicom's force=True.
+    out.append((f'bare_{name}.dcm', bare, 'dicom_bare'))
   return out
 
 
@@ -262,6 +270,11 @@ def _input_pixels(path: str) -> np.ndarray:
   radiograph = radiograph_io.read_radiograph(path)
   if radiograph.extension == '.dcm':
     ds = pydicom.dcmread(path, force=True)
+    if 'TransferSyntaxUID' not in ds.file_meta:  # A bare data set.
+      implicit, little = ds.original_encoding
+      ds.file_meta.TransferSyntaxUID = (
+          uid.ImplicitVRLittleEndian if implicit else
+          uid.ExplicitVRLittleEndian if little else uid.ExplicitVRBigEndian)
     raw = ds.pixel_array
     return raw.astype(raw.dtype.newbyteorder('='))
   return image_io.read_grayscale(path)

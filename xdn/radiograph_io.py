@@ -245,13 +245,15 @@ def _check_image(ds: Any, path: str) -> Any:
   if samples != 1 or photometric in _COLOUR:
     raise image_io.ImageDecodeError(
         f'DICOM file {path!r} is a colour image ({photometric or "?"}, '
-        f'{samples} samples per pixel); xdn denoises grayscale (MONOCHROME1/2) '
-        'radiographs; export it as grayscale')
+        f'{samples} sample{"s" if samples != 1 else ""} per pixel); xdn '
+        'denoises grayscale (MONOCHROME1/2) radiographs; export it as '
+        'grayscale')
   if photometric not in ('MONOCHROME1', 'MONOCHROME2'):
+    which = (f'Photometric Interpretation {photometric[:32]!r}' if photometric
+             else 'no Photometric Interpretation')
     raise image_io.ImageDecodeError(
-        f'DICOM file {path!r} has Photometric Interpretation '
-        f'{photometric[:32]!r}, not MONOCHROME1/2, so its pixels cannot be '
-        f'interpreted; {_HINT}.')
+        f'DICOM file {path!r} has {which}, not MONOCHROME1/2, so its pixels '
+        f'cannot be interpreted; {_HINT}.')
   frames = int(ds.get('NumberOfFrames', 1) or 1)
   if frames != 1:
     raise image_io.ImageDecodeError(
