@@ -84,9 +84,30 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---------------------------------------------------------------- loss
   config.loss = loss = ml_collections.ConfigDict()
-  loss.name = 'mse'  # 'mse' or 'l1' (ignored by the VAE, which uses its ELBO).
+  # 'mse' or 'l1' (ignored by the VAE, which uses its ELBO); or one that
+  # needs no clean image (xdn.self_supervised): 'noise2self' (blind-spot,
+  # Noise2Void/N2V2), 'neighbor2neighbor' or 'sure' (Gaussian, known sigma).
+  loss.name = 'mse'
   loss.elbo = 'monte_carlo'  # vae: 'monte_carlo' (the seed's) or 'analytic' KL.
   loss.beta = 1.0  # vae: weight of the KL term.
+  # noise2self: fraction of pixels masked, one per s x s cell with
+  # s = round(1 / sqrt(mask_density)) (0.0625: 4x4 cells); the side (odd) of
+  # the box replacements come from; the replacement: 'median' of the box
+  # without the pixel (N2V2: no checkerboard artefacts), 'random' neighbour
+  # (N2V) or 'mean' of the neighbours (Noise2Self).
+  loss.mask_density = 0.0625
+  loss.mask_box = 5
+  loss.mask_replace = 'median'
+  # neighbor2neighbor: weight of the regulariser, and whether it ramps up
+  # linearly from 0 over training (as the authors' code).
+  loss.ne2ne_gamma = 2.0
+  loss.ne2ne_gamma_ramp = True
+  # sure: step of the Monte-Carlo divergence probe (on the [0, 1] scale).
+  loss.sure_epsilon = 1e-3
+  # Self-supervised: the training images' Gaussian noise sigma (0-255), if
+  # known. Needed by 'sure' unless the step adds Gaussian noise; gives the
+  # noise map of noise_map models (0: estimated from each image).
+  loss.noise_sigma = 0.0
 
   # ----------------------------------------------------------- optimizer
   config.optimizer = opt = ml_collections.ConfigDict()
@@ -107,6 +128,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_sample_images = 8  # Rows in the noisy | denoised | clean grid.
   config.num_generated_images = 16  # vae: images from fixed random latents per eval.
   config.skip_nonfinite = False  # Skip updates with a NaN/Inf loss or gradient instead of stopping.
+  # Initial weights: '' (random), 'pretrained' (the model shipped in xdn) or
+  # a training workdir (its best checkpoint). The model section is taken
+  # from that source. A checkpoint in --workdir (resuming) takes precedence.
+  config.init = ''
   # ---------------------------------------------------------- multi-host
   config.distributed = False  # Call jax.distributed.initialize() (multi-host).
   # '' / -1: from the cluster environment (SLURM, TPU pods, or

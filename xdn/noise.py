@@ -14,6 +14,8 @@ Units of `level`, per kind:
                     X-ray model.
   salt_and_pepper   fraction of pixels replaced, half by 1 (salt), half by 0.
   speckle           std of the multiplicative factor: x * (1 + level * n).
+  none              no noise (level ignored): the images already are noisy,
+                    e.g. a user's radiographs for self-supervised training.
 
 Differences from the original notebooks, on purpose: they added Gaussian
 noise to uint8 arrays without clipping, so values wrapped around (255 + 3
@@ -80,12 +82,20 @@ def add_speckle_noise(key: Array, images: Array, sigma: Level) -> Array:
                                                  images.dtype))
 
 
+def no_noise(key: Array, images: Array, level: Level) -> Array:
+  """The images as they are: for data that hold their own noise."""
+  del key, level
+  return images
+
+
 NOISE_KINDS: Dict[str, Callable[..., Array]] = {
     'gaussian': add_gaussian_noise,
     'poisson': add_poisson_noise,
     'poisson_gaussian': add_poisson_gaussian_noise,
     'salt_and_pepper': add_salt_and_pepper_noise,
     'speckle': add_speckle_noise,
+    # Last, so the other kinds keep their index (xdn.evaluate's noise keys).
+    'none': no_noise,
 }
 
 # The seed notebooks' tiers. Gaussian: p * 255 * sqrt(var) with p = 0.2 and
