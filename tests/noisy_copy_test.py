@@ -86,10 +86,15 @@ def test_noisy_copy_is_corrupted_once_and_stored_exactly(clean_dir, tmp_path):
   for name in map(png, names):
     assert (again / name).read_bytes() == (out / name).read_bytes()
     assert (other / name).read_bytes() != (out / name).read_bytes()
+  first = tmp_path / 'first'
+  noisy_copy.make_copy(clean_dir, str(first), 'gaussian:25', seed=3,
+                       num_images=2)
   copied = folder.list_files(str(part))
   assert 0 < len(copied) < len(names)
-  for name in copied:
-    assert (part / name).read_bytes() == (out / name).read_bytes()
+  assert len(folder.list_files(str(first))) == 2
+  for name in copied + folder.list_files(str(first)):
+    assert ((part if name in copied else first) / name).read_bytes() == (
+        out / name).read_bytes()
 
 
 def test_poisson_gaussian_copy(clean_dir, tmp_path):

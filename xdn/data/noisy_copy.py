@@ -5,6 +5,8 @@
   python -m xdn.data.noisy_copy --src=/data/nih1024 --out=data/nih_pg50 \
       --noise=poisson_gaussian:50 --read_noise=2
   python -m xdn.data.noisy_copy --src=chest_xray_sample --out=data/cxr --noise=none
+  python -m xdn.data.noisy_copy --src=/data/nih1024 --out=data/nih20_g75 \
+      --noise=gaussian:75 --splits=train --num_images=20
 
 `--src` is a folder of radiographs (as `data.name='folder'` reads it) or
 `chest_xray_sample`, the embedded set. Every image is corrupted once, with a
@@ -64,6 +66,8 @@ def define_flags() -> None:
   flags.DEFINE_list('splits', list(folder.SPLITS), 'Splits to copy.')
   flags.DEFINE_string('split_fractions', '0.8,0.1,0.1', 'Folder --src: its '
                       'patient split (data.split_fractions), for --splits.')
+  flags.DEFINE_integer('num_images', 0, 'Copy only the first this many '
+                       'images of --splits, by name (0: all).')
   flags.DEFINE_bool('overwrite', False, 'Replace existing files in --out.')
 
 
@@ -133,11 +137,13 @@ def list_sources(src: str, splits: Sequence[str],
 def make_copy(src: str, out: str, noise_text: str, *, seed: int = 0,
               read_noise: float = noise.DEFAULT_READ_NOISE,
               splits: Sequence[str] = folder.SPLITS,
-              split_fractions: str = '0.8,0.1,0.1',
+              split_fractions: str = '0.8,0.1,0.1', num_images: int = 0,
               overwrite: bool = False) -> dict:
   """Writes the copy of `src` into `out`; returns its manifest."""
   kind, level = parse_noise(noise_text)
   sources = list_sources(src, splits, split_fractions)
+  if num_images > 0:
+    sources = sorted(sources, key=lambda source: source[1])[:num_images]
   if os.path.abspath(out) == os.path.abspath(src):
     raise errors.UserError('--out must differ from --src: the originals are '
                            'never overwritten')
@@ -182,6 +188,7 @@ def main(argv: Sequence[str]) -> None:
     manifest = make_copy(FLAGS.src, FLAGS.out, FLAGS.noise, seed=FLAGS.seed,
                          read_noise=FLAGS.read_noise, splits=FLAGS.splits,
                          split_fractions=FLAGS.split_fractions,
+                         num_images=FLAGS.num_images,
                          overwrite=FLAGS.overwrite)
   except errors.UserError as e:
     raise SystemExit(f'error: {e}') from None
