@@ -11,8 +11,9 @@ import jax
 from ml_collections import config_flags
 
 from xdn import checkpoints
-from xdn import xla_flags
+from xdn import errors
 from xdn import train
+from xdn import xla_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -58,9 +59,9 @@ def main(argv):
                jax.process_count(), jax.local_devices())
   try:
     train.train_and_evaluate(config, FLAGS.workdir)
-  except (ValueError, FileNotFoundError, PermissionError,
-          FloatingPointError) as e:
+  except errors.UserError as e:
     # Problems with the user's config, data or workdir: one clear line.
+    # Anything else is a bug and keeps its traceback.
     raise SystemExit(f'error: {e}') from None
 
 

@@ -3,12 +3,12 @@
 from configs import default
 
 
-def get_config():
+def get_config(arg: str = ''):
   config = default.get_config()
-  config.model.name = 'seed_skip'
+  config.model = default.model_config('seed_skip')
   config.noise.kind = 'gaussian_medium'
   config.loss.name = 'mse'
   config.optimizer.name = 'adam'
   config.optimizer.learning_rate = 1e-4
   config.batch_size = 32
-  return config
+  return default.variant(config, arg)

@@ -16,11 +16,28 @@ def test_benchmark_tiny_step_with_reference(sample_data_dir):
   json.dumps(results)  # It is printed as JSON.
   entry = results['models']['autoencoder']
   assert entry['parameters'] == 1_111_105
+  assert entry['image_size'] == 64 and entry['batch_size'] == 2
   for field in ('train_images_per_s', 'eval_images_per_s',
                 'keras_train_images_per_s', 'ratio'):
     assert entry[field] > 0
-  assert results['pipeline']['images_per_s'] > 0
+  assert entry['ratio'] == pytest.approx(
+      entry['train_images_per_s'] / entry['keras_train_images_per_s'],
+      rel=0.01)
+  assert entry['train_compile_s'] > 0
+  pipeline = results['pipeline']
+  assert pipeline['images_per_s'] > 0 and pipeline['data'] == (
+      'chest_xray_sample')
+  assert pipeline['times_fastest_model'] == pytest.approx(
+      pipeline['images_per_s'] / entry['train_images_per_s'], rel=0.05)
+  assert results['peak_resident_mib'] > 100  # JAX alone takes more.
   assert results['device_count'] >= 1 and results['jax']
+
+
+def test_bench_configs_are_the_quick_variants():
+  for name in bench.MODELS:
+    config = bench.model_config(name)
+    assert config.model.name == name
+    assert config.num_train_steps == 800
 
 
 @pytest.mark.parametrize('name', ['vae', 'unet'])

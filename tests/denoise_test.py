@@ -17,6 +17,8 @@ from configs import default
 from xdn import checkpoints
 from xdn import denoise
 from xdn import models
+from xdn import state as state_lib
+from xdn import inference
 from xdn import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,9 +47,7 @@ def box_blur(images: np.ndarray) -> np.ndarray:
 
 def tiny_unet_config(data_dir: str = ''):
   config = default.get_config()
-  config.model.name = 'unet'
-  config.model.base_width = 4
-  config.model.depth = 2
+  config.model = default.model_config('unet', base_width=4, depth=2)
   config.data.data_dir = data_dir
   return config
 
@@ -58,8 +58,8 @@ def make_workdir(workdir: str, config, seed: int = 0) -> str:
   checkpoints.write_config(workdir, config)
   model = models.create_model(config)
   size = models.fixed_input_size(config) or config.data.image_size
-  state = train.create_train_state(config, model, jax.random.key(seed),
-                                   (size, size, 1))
+  state = state_lib.create_train_state(config, model, jax.random.key(seed),
+                                       (size, size, 1))
   ckpt = checkpoints.Checkpointer(workdir)
   ckpt.save_best(1, jax.device_get(flax.serialization.to_state_dict(state)),
                  psnr=1.0)
@@ -185,10 +185,10 @@ def test_dicom_changes_reach_the_pixels_monochrome1(tmp_path):
 
 def test_tile_grid_covers_with_overlap():
   for length in (1, 16, 17, 64, 100, 129):
-    starts, padded = denoise.tile_grid(length, 16, 4)
+    starts, padded = inference.tile_grid(length, 16, 4)
     assert padded >= max(length, 16) and starts[-1] + 16 == padded
     assert all(b - a == 12 for a, b in zip(starts, starts[1:]))
-  starts, _ = denoise.tile_grid(1000, 512, 128, align=32)
+  starts, _ = inference.tile_grid(1000, 512, 128, align=32)
   assert all(s % 32 == 0 for s in starts)
 
 
@@ -196,7 +196,7 @@ def _tile_border_mask(h, w, tile, overlap, align=1, margin=1):
   """Pixels within `margin` of an inner edge of some tile."""
   mask = np.zeros((h, w), bool)
   for axis, length in ((0, h), (1, w)):
-    starts, _ = denoise.tile_grid(length, tile, overlap, align)
+    starts, _ = inference.tile_grid(length, tile, overlap, align)
     for s in starts:
       for edge in (s, s + tile):
         if 0 < edge < length:
@@ -209,9 +209,9 @@ def _tile_border_mask(h, w, tile, overlap, align=1, margin=1):
 @pytest.mark.parametrize('shape', [(50, 70), (16, 16), (9, 40)])
 def test_tiled_and_untiled_agree_away_from_tile_borders(shape):
   image = np.random.default_rng(0).random(shape).astype(np.float32)
-  whole = denoise.denoise_image(FakeDenoiser(box_blur), image)
+  whole = inference.denoise_image(FakeDenoiser(box_blur), image)
   fixed = FakeDenoiser(box_blur, fixed_size=16)
-  tiled = denoise.denoise_image(fixed, image, overlap=6, batch_size=5)
+  tiled = inference.denoise_image(fixed, image, overlap=6, batch_size=5)
   assert tiled.shape == image.shape and tiled.dtype == np.float32
   inside = ~_tile_border_mask(*shape, 16, 6)
   np.testing.assert_allclose(tiled[inside], whole[inside], atol=1e-6)
@@ -223,9 +223,9 @@ def test_tiled_and_untiled_agree_away_from_tile_borders(shape):
 def test_fully_convolutional_models_tile_beyond_max_pixels():
   image = np.random.default_rng(1).random((100, 90)).astype(np.float32)
   fake = FakeDenoiser(box_blur)
-  whole = denoise.denoise_image(fake, image)
+  whole = inference.denoise_image(fake, image)
   assert fake.inputs[-1].shape == (1, 100, 90, 1)
-  tiled = denoise.denoise_image(fake, image, tile=64, overlap=16,
+  tiled = inference.denoise_image(fake, image, tile=64, overlap=16,
                                 max_pixels=1000)
   assert fake.inputs[-1].shape[1:3] == (64, 64)
   # U-Net tiles start at multiples of 32: stride 32, not 48.

@@ -44,9 +44,11 @@ from tests import reliability_utils as ru
 from tests.reliability_utils import compile_cache  # pylint: disable=unused-import  # Fixture.
 from xdn import checkpoints
 from xdn import denoise
+from xdn import errors
 from xdn import radiograph_io
 from xdn import image_io
 from xdn import models
+from xdn import state as state_lib
 from xdn import train
 from xdn.data import pipeline
 
@@ -62,6 +64,8 @@ def small_config(data_dir: str = '', **fields):
   config.checkpoint_every_steps = 2
   config.data.num_eval_images = 8
   config.num_sample_images = 2
+  if 'model__name' in fields:
+    config.model = default.model_config(fields.pop('model__name'))
   for dotted, value in fields.items():
     *parents, name = dotted.split('__')
     node = config
@@ -75,7 +79,7 @@ def host_state(config, abstract=False):
   """The state dict a run of `config` saves (shapes only if `abstract`)."""
   model = models.create_model(config, bn_axis_name=train.AXIS)
   size = models.fixed_input_size(config) or config.data.image_size
-  make = lambda: train.create_train_state(config, model, jax.random.key(0),
+  make = lambda: state_lib.create_train_state(config, model, jax.random.key(0),
                                           (size, size, 1))
   state = jax.eval_shape(make) if abstract else make()
   return jax.device_get(flax.serialization.to_state_dict(state))
@@ -141,7 +145,7 @@ def test_read_only_workdir(tmp_path):
   workdir = tmp_path / 'run'
   workdir.mkdir()
   workdir.chmod(0o500)
-  with pytest.raises(PermissionError, match='cannot write to workdir'):
+  with pytest.raises(errors.UserError, match='cannot write to workdir'):
     train.train_and_evaluate(small_config(str(tmp_path / 'tfds')),
                              str(workdir))
 
@@ -312,7 +316,7 @@ def test_nan_batch_stops_then_skip_resumes(tmp_path, sample_data_dir,
   monkeypatch.setattr(pipeline, 'train_batches', poisoned)
   workdir = str(tmp_path / 'run')
   config = small_config(sample_data_dir, batch_size=4)
-  with pytest.raises(FloatingPointError) as e:
+  with pytest.raises(errors.UserError, match="non-finite") as e:
     train.train_and_evaluate(config, workdir)
   message = str(e.value)
   assert 'non-finite loss or gradient at step 5' in message

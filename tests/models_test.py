@@ -12,8 +12,7 @@ from xdn import models
 
 def make_config(name, **model_fields):
   config = default.get_config()
-  config.model.name = name
-  config.model.update(model_fields)
+  config.model = default.model_config(name, **model_fields)
   return config
 
 
@@ -113,8 +112,60 @@ def test_image_size_checked_against_model():
   config.data.image_size = 128
   with pytest.raises(ValueError, match='image_size'):
     models.check_config(config)
-  config.model.name = 'unet'
+  config.model = default.model_config('unet')
   models.check_config(config)  # Any size is fine for the U-Net.
   config.model.name = 'nope'
   with pytest.raises(ValueError, match='unknown model.name'):
     models.check_config(config)
+
+
+def test_fields_of_another_model_are_refused():
+  config = make_config('unet')
+  config.model.latent_dim = 64  # An autoencoder field.
+  with pytest.raises(ValueError, match=r'model.latent_dim is not a field of '
+                     r"model 'unet'.*configs/unet.py"):
+    models.create_model(config)
+
+
+def test_registry_fields_are_the_module_fields():
+  assert set(models.REGISTRY['unet'].fields()) >= {'depth', 'base_width',
+                                                   'noise_map', 'use_bias'}
+  assert set(models.REGISTRY['autoencoder'].fields()) == {'latent_dim'}
+  assert models.size_multiple(make_config('unet', depth=3)) == 8
+  assert models.size_multiple(make_config('vae')) == 1
+
+
+def test_saved_flat_model_sections_still_load():
+  flat = {'name': 'unet', 'latent_dim': 64, 'depth': 2, 'base_width': 4,
+          'dtype': 'float32'}
+  restored = models.restore_model_config(flat)
+  assert 'latent_dim' not in restored and restored.depth == 2
+
+
+@pytest.mark.parametrize('name', ['autoencoder', 'unet'])
+def test_conv_impl_xla_and_fast_give_the_same_model(name):
+  fields = TINY_UNET if name == 'unet' else {}
+  x = jax.random.uniform(jax.random.key(3), (2, 64, 64, 1))
+  outputs = []
+  for impl in ('fast', 'xla'):
+    model = models.create_model(make_config(name, conv_impl=impl, **fields))
+    variables = init(model, x)
+    outputs.append((jax.tree.map(jnp.shape, variables),
+                    model.apply(variables, x, train=False)))
+  assert outputs[0][0] == outputs[1][0]  # Same parameter tree and shapes.
+  np.testing.assert_allclose(outputs[0][1], outputs[1][1], atol=1e-4)
+
+
+def test_noise_map_unet_takes_two_channels_and_returns_one():
+  model = models.create_model(make_config('unet', noise_map=True,
+                                          use_bias=False, norm='none',
+                                          **TINY_UNET))
+  x = jnp.ones((2, 20, 24, 2)) * 0.5
+  variables = init(model, x)
+  out = model.apply(variables, x, train=False)
+  assert out.shape == (2, 20, 24, 1)
+  assert not any('bias' in jax.tree_util.keystr(p) for p, _ in
+                 jax.tree_util.tree_leaves_with_path(variables))
+  # Bias-free: scaling image and noise map scales the output (homogeneous).
+  np.testing.assert_allclose(model.apply(variables, 2 * x, train=False),
+                             2 * out, rtol=1e-4, atol=1e-5)

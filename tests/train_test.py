@@ -9,13 +9,14 @@ import pytest
 
 from configs import default
 from xdn import models
+from xdn import state as state_lib
+from xdn import batching
 from xdn import train
 
 
 def make_config(name='autoencoder', **model_fields):
   config = default.get_config()
-  config.model.name = name
-  config.model.update(model_fields)
+  config.model = default.model_config(name, **model_fields)
   config.noise.kind = 'gaussian'
   config.noise.level = 25.0
   return config
@@ -23,8 +24,8 @@ def make_config(name='autoencoder', **model_fields):
 
 def make_state(config, size=64):
   model = models.create_model(config, bn_axis_name=train.AXIS)
-  return train.create_train_state(config, model, jax.random.key(0),
-                                  (size, size, 1))
+  return state_lib.create_train_state(config, model, jax.random.key(0),
+                                      (size, size, 1))
 
 
 def batch_of(n, size=64, seed=0):
@@ -42,7 +43,7 @@ def run_steps(config, state, batch, steps, devices):
   for _ in range(steps):
     state, metrics = p_step(state, batch, jax.random.key(42))
     history.append(float(metrics['loss'][0]))
-  return train.unreplicate(state), history
+  return batching.unreplicate(state), history
 
 
 @pytest.mark.parametrize('name,fields', [
@@ -112,14 +113,14 @@ def test_noise_is_fresh_every_step_and_independent_of_devices():
   clean = jnp.asarray(batch_of(4))
   noisy = lambda key: jax.pmap(
       lambda c: train.corrupt_batch(train.example_keys(key, 4), c,
-                                    config.noise, train=True),
+                                    config.noise, train=True)[0],
       axis_name=train.AXIS, devices=jax.devices()[:1])(clean[None])[0]
   a, b = noisy(jax.random.key(1)), noisy(jax.random.key(2))
   assert np.abs(a - b).max() > 0.01
   # Four devices with one image each see the same noise as one with four.
   four = jax.pmap(
       lambda c: train.corrupt_batch(train.example_keys(jax.random.key(1), 1),
-                                    c, config.noise, train=True),
+                                    c, config.noise, train=True)[0],
       axis_name=train.AXIS, devices=jax.devices()[:4])(clean[:, None])
   np.testing.assert_array_equal(np.asarray(four)[:, 0], a)
 
@@ -139,4 +140,4 @@ def test_bad_optimizer_names_are_rejected():
   config = make_config()
   config.optimizer.name = 'adagrad_typo'
   with pytest.raises(ValueError, match='optimizer.name'):
-    train.create_optimizer(config)
+    state_lib.create_optimizer(config)

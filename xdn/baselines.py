@@ -30,11 +30,13 @@ from typing import Callable, Dict, Tuple
 import numpy as np
 from scipy import ndimage
 
+from xdn import errors
+from xdn.noise import DEFAULT_READ_NOISE
+
 Baseline = Callable[[np.ndarray, str, float], np.ndarray]
 
 # Gaussian read noise of poisson_gaussian, sigma on the 0-255 scale; the
 # default of xdn.noise.add_noise and config.noise.read_noise.
-DEFAULT_READ_NOISE = 2.0
 
 _POISSON_KINDS = ('poisson', 'poisson_gaussian')
 
@@ -87,9 +89,9 @@ def noise_std(noisy: np.ndarray, kind: str, level: float) -> float:
     # Half the replaced pixels jump to 0, half to 1.
     x = ndimage.median_filter(noisy, size=3, mode='reflect')
     return float(np.sqrt(level / 2 * np.mean(x**2 + (1 - x)**2)))
-  raise ValueError(f'noise_std: unknown noise kind {kind!r}; use one of '
-                   "'gaussian', 'speckle', 'salt_and_pepper' (Poisson kinds "
-                   'are variance-stabilised instead)')
+  raise errors.UserError(f'noise_std: unknown noise kind {kind!r}; use one of '
+                         "'gaussian', 'speckle', 'salt_and_pepper' (Poisson kinds "
+                         'are variance-stabilised instead)')
 
 
 def _gaussian_baseline(
@@ -184,9 +186,9 @@ def noisy_input(noisy: np.ndarray, kind: str, level: float, *,
 def _check(noisy: np.ndarray) -> np.ndarray:
   noisy = np.asarray(noisy, np.float32)
   if noisy.ndim != 2:
-    raise ValueError(f'baselines take one [H, W] image, got shape '
-                     f'{noisy.shape}; squeeze the channel and loop over the '
-                     'batch')
+    raise errors.UserError(f'baselines take one [H, W] image, got shape '
+                           f'{noisy.shape}; squeeze the channel and loop over the '
+                           'batch')
   return noisy
 
 
@@ -211,8 +213,8 @@ SLOW: Tuple[str, ...] = ('bm3d',)
 def get(name: str) -> Baseline:
   """The baseline called `name` (a key of BASELINES)."""
   if name not in BASELINES:
-    raise ValueError(f'unknown baseline {name!r}; use one of '
-                     f'{list(BASELINES)} (flag --baselines)')
+    raise errors.UserError(f'unknown baseline {name!r}; use one of '
+                           f'{list(BASELINES)} (flag --baselines)')
   return BASELINES[name]
 
 
@@ -236,8 +238,8 @@ def apply_many(name: str, noisy: np.ndarray, kind: str, level: float, *,
   """
   noisy = np.asarray(noisy, np.float32)
   if noisy.ndim != 4 or noisy.shape[-1] != 1:
-    raise ValueError(f'expected images shaped [B, H, W, 1], got '
-                     f'{noisy.shape}')
+    raise errors.UserError(f'expected images shaped [B, H, W, 1], got '
+                           f'{noisy.shape}')
   get(name)  # Fail here, not in a worker.
   tasks = [(name, image[..., 0], kind, float(level), float(read_noise))
            for image in noisy]

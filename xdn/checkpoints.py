@@ -10,7 +10,7 @@ not depend on the number of devices that wrote it. Orbax writes each
 checkpoint to a temporary folder (`<step>.orbax-checkpoint-tmp-<time>`) and
 renames it to `<step>` when complete, so a run killed mid-write leaves no
 checkpoint that looks valid: the next run resumes from the previous one (and
-a training run deletes such leftovers when it starts).
+a training run has orbax delete such leftovers when it starts).
 
 With several processes (multi-host) every process calls `save` and
 `save_best` (they are collective); only process 0 writes the arrays.
@@ -19,7 +19,6 @@ With several processes (multi-host) every process calls `save` and
 import json
 import logging as pylogging
 import os
-import shutil
 from typing import Any, Dict, Optional
 
 from absl import logging
@@ -28,14 +27,14 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from xdn import errors
+
 LATEST, BEST = 'checkpoints', 'best'
 CONFIG_FILE = 'config.json'
-# Config fields that change the shapes of the saved state: a checkpoint
-# written under other values cannot be restored.
-_SHAPE_FIELDS = ('model', 'optimizer.name')
-# Orbax writes `<step>.orbax-checkpoint-tmp[-<time>]` and renames it `<step>`
-# when the checkpoint is complete.
-_UNFINISHED = '.orbax-checkpoint-tmp'
+# Config fields that make a different kind of state: a checkpoint written
+# under other values cannot be resumed. Other model fields are checked by
+# what they change, the shapes of the arrays (`Checkpointer.restore`).
+_STATE_FIELDS = ('model.name', 'optimizer.name')
 
 
 
@@ -64,18 +63,11 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run in `workdir` was trained with."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
-    raise FileNotFoundError(
+    raise errors.UserError(
         f'{path} not found: {workdir!r} is not an xdn training workdir; '
         'pass the --workdir of a run made with run.py')
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
-
-
-def _field(config: ml_collections.ConfigDict, dotted: str) -> Any:
-  value = config
-  for part in dotted.split('.'):
-    value = value.get(part) if hasattr(value, 'get') else None
-  return value.to_dict() if hasattr(value, 'to_dict') else value
 
 
 def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -83,28 +75,13 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
   if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
     return
   saved = read_config(workdir)
-  for field in _SHAPE_FIELDS:
-    old, new = _field(saved, field), _field(config, field)
-    if field == 'model' and old and new:
-      # The compute dtype does not change the saved parameters.
-      old, new = ({k: v for k, v in d.items() if k != 'dtype'}
-                  for d in (old, new))
+  for field in _STATE_FIELDS:
+    old, new = saved.get(field), config.get(field)
     if old != new:
-      raise ValueError(
+      raise errors.UserError(
           f'workdir {workdir!r} holds a run with a different {field} '
           f'({old} vs now {new}); use a new --workdir, or the same config '
           'to resume that run')
-
-
-def _remove_unfinished(folder: str) -> None:
-  """Deletes checkpoints a stopped run left half-written in `folder`."""
-  if not os.path.isdir(folder):
-    return
-  for name in sorted(os.listdir(folder)):
-    if _UNFINISHED in name:
-      logging.warning('Removing unfinished checkpoint %s (a run stopped '
-                      'while writing it).', os.path.join(folder, name))
-      shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
 
 def _leaf(tree: Any, path) -> Any:
@@ -134,31 +111,27 @@ class Checkpointer:
         workdir would delete the checkpoint being written.
     """
     self.workdir = os.path.abspath(workdir)
-    if cleanup_tmp and jax.process_index() == 0:
-      for folder in (LATEST, BEST):
-        _remove_unfinished(os.path.join(self.workdir, folder))
     self._latest = ocp.CheckpointManager(
         os.path.join(self.workdir, LATEST),
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True,
+            cleanup_tmp_directories=cleanup_tmp,
             multiprocessing_options=_barrier_prefix(LATEST)))
     self._best = ocp.CheckpointManager(
         os.path.join(self.workdir, BEST),
         options=ocp.CheckpointManagerOptions(
             max_to_keep=1, create=True, best_fn=lambda m: m['psnr'],
             best_mode='max', keep_checkpoints_without_metrics=False,
+            cleanup_tmp_directories=cleanup_tmp,
             multiprocessing_options=_barrier_prefix(BEST)))
 
   def _manager(self, which: str) -> ocp.CheckpointManager:
     if which not in (LATEST, BEST, 'latest', 'best'):
-      raise ValueError(f"checkpoint must be 'latest' or 'best', got {which!r}")
+      raise errors.UserError(f"checkpoint must be 'latest' or 'best', got {which!r}")
     return self._best if which in (BEST, 'best') else self._latest
 
   def latest_step(self, which: str = 'latest') -> Optional[int]:
     return self._manager(which).latest_step()
-
-  def best_step(self) -> Optional[int]:
-    return self._best.best_step()
 
   def save(self, step: int, state: Dict[str, Any]) -> None:
     """Saves the latest state; waits for the write to complete on exit.
@@ -192,7 +165,7 @@ class Checkpointer:
       step = manager.best_step() if manager is self._best else None
       step = step if step is not None else manager.latest_step()
     if step is None:
-      raise FileNotFoundError(f'no {which} checkpoint in {self.workdir}')
+      raise errors.UserError(f'no {which} checkpoint in {self.workdir}')
     abstract = (None if target is None else
                 jax.tree.map(ocp.utils.to_shape_dtype_struct, target))
     mismatch = lambda why: ValueError(

@@ -1,6 +1,7 @@
 """Applies a trained denoiser to your own radiographs: `xdn-denoise`.
 
-  xdn-denoise --workdir=runs/unet --out=denoised scan.png scans/ study.dcm
+  xdn-denoise --out=denoised scan.png scans/ study.dcm
+  xdn-denoise --workdir=runs/unet --noise=gaussian:25 --out=denoised scans/
 
 Inputs are files or folders (searched recursively) of PNG (8 or 16 bit),
 JPEG, TIFF, BMP or DICOM, of any size. Colour images are converted to
@@ -19,9 +20,11 @@ Pixels are scaled to [0, 1] by bit depth (see `xdn.image_io.bit_depth`); for
 DICOM by the Bits Stored range after the rescale slope/intercept, and
 MONOCHROME1 images are inverted first so bone is bright as in training.
 
-Models made for a fixed size (the 64x64 seed models) see overlapping tiles
-blended with a linear ramp; the U-Net sees whole images up to
-`--max_pixels`, and larger ones in tiles. Inputs are never overwritten; an
+Without --workdir the model shipped inside xdn is used (see
+xdn/pretrained/MODEL_CARD.md); it is told each image's noise, estimated from
+the image (logged) unless --noise names it. Models made for a fixed size
+(the 64x64 seed models) see overlapping tiles blended with a linear ramp;
+the U-Net sees whole images up to `--max_pixels`, and larger ones in tiles. Inputs are never overwritten; an
 existing output needs `--overwrite`. A file that cannot be read or written
 (for any reason: unreadable, too large, no decoder, a bug) is reported in one
 line naming it, and the others are still done; a closing line lists the
@@ -35,15 +38,20 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Collection, Iterator, List, Sequence, Tuple
+from typing import Any, Collection, Iterator, List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
 from absl import logging
-import numpy as np
 
+from xdn import errors
+from xdn import noise
 from xdn import image_io
+from xdn import inference
+from xdn import noise_estimation
+from xdn import pretrained
 from xdn import radiograph_io
+from xdn.inference import Denoiser, denoise_image
 from xdn.radiograph_io import IMAGE_EXTENSIONS, is_dicom, read_radiograph
 
 FLAGS = flags.FLAGS
@@ -52,118 +60,32 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
   """The CLI's flags; defined on use so importing this module adds none."""
   flags.DEFINE_string('workdir', None, 'Training workdir of the model to '
-                      'apply.')
+                      'apply; default: the model shipped inside xdn.')
+  flags.DEFINE_string('noise', 'auto', 'For models with a noise-level input '
+                      "(the shipped one): 'auto' estimates each image's "
+                      'noise (logged); or gaussian:SIGMA (0-255 scale), '
+                      'poisson:DOSE, poisson_gaussian:DOSE (with '
+                      '--read_noise).')
+  flags.DEFINE_float('read_noise', noise.DEFAULT_READ_NOISE, 'Read-noise sigma (0-255 scale) of '
+                     '--noise=poisson_gaussian:DOSE.')
   flags.DEFINE_string('out', None, 'Folder for the denoised files (created).')
   flags.DEFINE_bool('overwrite', False, 'Replace existing output files.')
   flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'],
                     'Which checkpoint of the workdir to use.')
   flags.DEFINE_integer('batch_size', 32, 'Tiles (or images) per model call.')
   flags.DEFINE_integer('tile', 0, 'Tile size; 0: the model\'s fixed size, or '
-                       f'{UNET_TILE} for the U-Net.')
+                       f'{inference.TILE} for the U-Net.')
   flags.DEFINE_integer('overlap', -1, 'Overlap of neighbouring tiles in '
-                       'pixels; -1: a quarter of the tile.')
+                       'pixels; -1: a quarter of a fixed-size model\'s tile, '
+                       f'{inference.OVERLAP} for the U-Net.')
   flags.DEFINE_integer('max_pixels', 2048 * 2048, 'U-Net: images up to this '
                        'many pixels are denoised whole, larger ones in tiles.')
   flags.DEFINE_bool('verbose', False, 'Log the traceback of each file that '
                     'fails (always logged at debug level, -v 1).')
 
 
-# Any callable [B, H, W, 1] float32 in [0, 1] -> same, with `fixed_size`
-# (None or the square size it needs) and `name`: `xdn.inference.Denoiser`.
-Denoiser = Any
-
-UNET_TILE = 512
-# U-Net tiles start at multiples of this, so that strided convolutions see
-# the same pixel grid in every tile (2**depth for depth <= 5).
-_TILE_ALIGN = 32
 # Failed files named in the closing summary line.
 _MAX_LISTED = 50
-
-
-# ------------------------------------------------------------------ tiling
-
-
-def ramp_window(tile: int, overlap: int) -> np.ndarray:
-  """1-D blending weights: linear ramps over `overlap` pixels at each end.
-
-  Never zero, so a pixel covered by a single tile (at the image border) keeps
-  that tile's value after normalising by the summed weights.
-  """
-  i = np.arange(tile, dtype=np.float32) + 0.5
-  ramp = np.minimum(i, tile - i) / max(overlap, 1)
-  return np.clip(ramp, 0.0, 1.0).astype(np.float32)
-
-
-def tile_grid(length: int, tile: int, overlap: int,
-              align: int = 1) -> Tuple[List[int], int]:
-  """Tile starts along one axis, and the padded length they cover.
-
-  Tiles advance by `tile - overlap` rounded down to a multiple of `align`;
-  the axis is padded (by less than one stride) so the last tile ends at its
-  end, which keeps every tile on the aligned grid.
-  """
-  stride = max((tile - overlap) // align * align, align)
-  steps = max(-(-(length - tile) // stride), 0)
-  return [i * stride for i in range(steps + 1)], tile + steps * stride
-
-
-def denoise_tiled(denoiser: Denoiser, image: np.ndarray, tile: int,
-                  overlap: int, batch_size: int = 32,
-                  align: int = 1) -> np.ndarray:
-  """Denoises a [H, W] image in overlapping `tile` x `tile` tiles.
-
-  The image is mirror-padded up to the tile grid (small images up to one
-  tile). Tiles are denoised `batch_size` at a time and blended with
-  `ramp_window` weights.
-  """
-  image = np.asarray(image, np.float32)
-  h, w = image.shape
-  ys, ph = tile_grid(h, tile, overlap, align)
-  xs, pw = tile_grid(w, tile, overlap, align)
-  # 'symmetric' also works for 1-pixel images and pads longer than them.
-  image = np.pad(image, ((0, ph - h), (0, pw - w)), mode='symmetric')
-  window = np.outer(ramp_window(tile, overlap), ramp_window(tile, overlap))
-  total = np.zeros((ph, pw), np.float32)
-  weight = np.zeros((ph, pw), np.float32)
-  corners = [(y, x) for y in ys for x in xs]
-  for first in range(0, len(corners), batch_size):
-    batch = corners[first:first + batch_size]
-    tiles = np.stack([image[y:y + tile, x:x + tile] for y, x in batch])
-    # Pad to a power of two: a compiled model then serves every image with
-    # a handful of batch shapes instead of one per tile count.
-    padded = min(1 << (len(batch) - 1).bit_length(), max(batch_size, 1))
-    tiles = np.concatenate(
-        [tiles, np.zeros((padded - len(batch), tile, tile), np.float32)])
-    outputs = np.asarray(denoiser(tiles[..., None]))[..., 0]
-    for (y, x), out in zip(batch, outputs):
-      total[y:y + tile, x:x + tile] += window * out
-      weight[y:y + tile, x:x + tile] += window
-  return (total / weight)[:h, :w]
-
-
-def denoise_image(denoiser: Denoiser, image: np.ndarray, *, tile: int = 0,
-                  overlap: int = -1, batch_size: int = 32,
-                  max_pixels: int = 2048 * 2048) -> np.ndarray:
-  """Denoises one [H, W] float image in [0, 1], whole or in tiles."""
-  image = np.asarray(image, np.float32)
-  if image.ndim != 2:
-    raise ValueError(f'expected a 2-D [H, W] image, got shape {image.shape}')
-  fixed = getattr(denoiser, 'fixed_size', None)
-  if fixed is None and tile <= 0 and image.size <= max_pixels:
-    return np.asarray(denoiser(image[None, ..., None]))[0, ..., 0]
-  if fixed is not None:
-    if tile > 0 and tile != fixed:
-      raise ValueError(f'model {denoiser.name!r} takes {fixed}x{fixed} '
-                       f'tiles; drop --tile or set --tile={fixed}')
-    tile, align = fixed, 1
-  else:
-    tile, align = tile if tile > 0 else UNET_TILE, _TILE_ALIGN
-  if overlap < 0:
-    overlap = tile // 4
-  if overlap >= tile:
-    raise ValueError(f'--overlap={overlap} must be smaller than the tile '
-                     f'({tile})')
-  return denoise_tiled(denoiser, image, tile, overlap, batch_size, align)
 
 
 # ------------------------------------------------------------------- files
@@ -347,29 +269,65 @@ class _StopAfterCurrentFile:
       signal.signal(signal.SIGINT, self._previous)
 
 
+def parse_noise(text: str) -> Optional[noise_estimation.NoiseEstimate]:
+  """--noise: None for 'auto', else the named noise's variance model."""
+  if text == 'auto':
+    return None
+  kind, _, level = text.partition(':')
+  try:
+    value = float(level)
+  except ValueError:
+    raise errors.UserError(
+        f"--noise={text!r}: use 'auto', gaussian:SIGMA, poisson:DOSE or "
+        'poisson_gaussian:DOSE, e.g. --noise=gaussian:25') from None
+  try:
+    return noise_estimation.known_noise(kind, value, FLAGS.read_noise)
+  except ValueError as e:
+    raise errors.UserError(f'--noise={text!r}: {e}') from None
+
+
+def load_model() -> Denoiser:
+  """The model of --workdir, or the shipped one."""
+  if FLAGS.workdir:
+    denoiser = inference.load_denoiser(FLAGS.workdir, FLAGS.checkpoint)
+    source = FLAGS.workdir
+  else:
+    denoiser = inference.load_pretrained()
+    source = f'the model shipped with xdn ({pretrained.FOLDER})'
+  logging.info('Model %s (step %d) from %s', denoiser.name, denoiser.step,
+               source)
+  return denoiser
+
+
 def main(argv: Sequence[str]) -> None:
   inputs = argv[1:]
-  from xdn import checkpoints  # pylint: disable=g-import-not-at-top  # JAX.
+  from xdn import checkpoints  # pylint: disable=g-import-not-at-top
   checkpoints.quiet_orbax_logs()
   if not inputs:
     raise app.UsageError('name the input files or folders, e.g. '
-                         'xdn-denoise --workdir=W --out=DIR scan.png')
-  if not FLAGS.workdir or not FLAGS.out:
-    raise app.UsageError('--workdir and --out are required')
-  from xdn import inference  # pylint: disable=g-import-not-at-top  # JAX.
+                         'xdn-denoise --out=DIR scan.png')
+  if not FLAGS.out:
+    raise app.UsageError('--out is required: the folder for the results')
   try:
-    denoiser = inference.load_denoiser(FLAGS.workdir, FLAGS.checkpoint)
-  except (ValueError, FileNotFoundError) as e:
+    noise_level = parse_noise(FLAGS.noise)
+    denoiser = load_model()
+  except errors.UserError as e:
     raise SystemExit(f'error: {e}') from None
   denoiser.batch_size = FLAGS.batch_size
-  logging.info('Model %s (step %d) from %s', denoiser.name, denoiser.step,
-               FLAGS.workdir)
+  if noise_level is not None:
+    if not denoiser.takes_noise_map:
+      logging.warning('--noise is ignored: model %s takes no noise level',
+                      denoiser.name)
+      noise_level = None
+    else:
+      logging.info('Noise given: %s', noise_level.describe())
   try:
     failed = denoise_files(denoiser, inputs, FLAGS.out,
                            overwrite=FLAGS.overwrite, verbose=FLAGS.verbose,
                            tile=FLAGS.tile, overlap=FLAGS.overlap,
                            batch_size=FLAGS.batch_size,
-                           max_pixels=FLAGS.max_pixels)
+                           max_pixels=FLAGS.max_pixels,
+                           noise_level=noise_level)
   except KeyboardInterrupt:
     sys.exit(130)  # The shell's status for Ctrl-C; the summary is logged.
   if failed:

@@ -18,6 +18,8 @@ image, PSNR in the titles).
 
 import csv
 import dataclasses
+import functools
+import hashlib
 import json
 import multiprocessing
 import os
@@ -33,8 +35,11 @@ from ml_collections import config_flags
 import numpy as np
 
 from xdn import baselines
+from xdn import errors
+from xdn import inference
 from xdn import metrics
 from xdn import noise
+from xdn import radiograph_io
 
 FLAGS = flags.FLAGS
 
@@ -43,14 +48,24 @@ def define_flags() -> None:
   """The CLI's flags; defined on use so importing this module adds none."""
   flags.DEFINE_multi_string(
       'workdir', [], 'Training workdir(s) whose best checkpoint to '
-      'evaluate; comma-separated or repeated. None: baselines only (then '
-      '--out and --config are needed).')
+      "evaluate; comma-separated or repeated; 'pretrained' is the model "
+      'shipped with xdn. None: baselines only (then --out and --config or '
+      '--folder are needed).')
+  flags.DEFINE_bool('pretrained', False, 'Add the model shipped with xdn as '
+                    'a column.')
+  flags.DEFINE_string('folder', None, 'Evaluate on a folder of radiographs '
+                      '(PNG/JPEG/TIFF/DICOM, any size, denoised whole or '
+                      'in tiles) instead of a TFDS split: its --split '
+                      "('train', 'validation', 'test' by patient as in "
+                      "training, or 'all').")
   config_flags.DEFINE_config_file(
       'config', None, 'Optional config file whose `data` section chooses the '
       'test images (default: the first workdir\'s saved config).',
       lock_config=False)
   flags.DEFINE_string('data_dir', None, 'TFDS data_dir override (where '
                       'chest_xray_sample is built or found).')
+  flags.DEFINE_string('split_fractions', '0.8,0.1,0.1', 'Patient split '
+                      'fractions of a --folder (as data.split_fractions).')
   flags.DEFINE_string('split', None, 'Split to evaluate on (default: the '
                       'config\'s data.test_split).')
   flags.DEFINE_string('out', None, 'Folder for the results (default: the '
@@ -65,7 +80,10 @@ def define_flags() -> None:
   flags.DEFINE_bool('skip_slow', False, 'Leave out the slow baselines '
                     f'({", ".join(baselines.SLOW)}).')
   flags.DEFINE_integer('seed', 0, 'Noise seed.')
-  flags.DEFINE_float('read_noise', 2.0, 'poisson_gaussian read-noise sigma '
+  flags.DEFINE_string('cache', '', 'Folder that keeps the baselines\' '
+                      'outputs (keyed by the noisy images), so reruns skip '
+                      'them.')
+  flags.DEFINE_float('read_noise', noise.DEFAULT_READ_NOISE, 'poisson_gaussian read-noise sigma '
                      '(0-255 scale).')
   flags.DEFINE_integer('processes', os.cpu_count() or 1, 'Worker processes '
                        'for the slow baselines (1: none).')
@@ -106,14 +124,14 @@ def parse_setting(text: str) -> Setting:
     return Setting(kind, float(level), text)
   kind, sep, level = text.partition(':')
   if not sep:
-    raise ValueError(f'noise setting {text!r} (flag --settings) must be '
-                     f'KIND:LEVEL, e.g. gaussian:25, or one of the presets '
-                     f'{sorted(noise.PRESETS)}')
+    raise errors.UserError(f'noise setting {text!r} (flag --settings) must be '
+                           f'KIND:LEVEL, e.g. gaussian:25, or one of the presets '
+                           f'{sorted(noise.PRESETS)}')
   try:
     value = float(level)
   except ValueError:
-    raise ValueError(f'noise setting {text!r} (flag --settings): level '
-                     f'{level!r} is not a number') from None
+    raise errors.UserError(f'noise setting {text!r} (flag --settings): level '
+                           f'{level!r} is not a number') from None
   kind, value = noise.resolve(kind, value)
   return Setting(kind, value)
 
@@ -137,28 +155,77 @@ def noise_key(seed: int, setting: Setting) -> jax.Array:
 
 
 def noisy_images(clean: np.ndarray, setting: Setting, seed: int,
-                 read_noise: float = 2.0) -> np.ndarray:
+                 read_noise: float = noise.DEFAULT_READ_NOISE) -> np.ndarray:
   """The noisy test images every method of `setting` sees (clipped)."""
   return np.asarray(noise.add_noise(
       noise_key(seed, setting), jnp.asarray(clean, jnp.float32),
       setting.kind, setting.level, clip=True, read_noise=read_noise))
 
 
+def noisy_image(clean: np.ndarray, setting: Setting, seed: int, index: int,
+                read_noise: float = noise.DEFAULT_READ_NOISE) -> np.ndarray:
+  """Image `index` [H, W, 1] of a set of any sizes, with its own noise key."""
+  key = jax.random.fold_in(noise_key(seed, setting), index)
+  return np.asarray(noise.add_noise(
+      key, jnp.asarray(clean, jnp.float32)[None], setting.kind,
+      setting.level, clip=True, read_noise=read_noise))[0]
+
+
+def _cached(cache_dir: str, fn, name: str, noisy: np.ndarray) -> np.ndarray:
+  """fn(noisy), kept in `cache_dir` under a hash of the noisy images.
+
+  BM3D takes ~20 s for one 1024x1024 image: a rerun of the same grid (say,
+  with another model) reuses the baselines' outputs.
+  """
+  if not cache_dir:
+    return fn(noisy)
+  digest = hashlib.sha1(np.ascontiguousarray(noisy).tobytes()).hexdigest()
+  path = os.path.join(cache_dir, f'{name}-{digest[:20]}.npy')
+  if os.path.exists(path):
+    return np.load(path)
+  out = fn(noisy)
+  os.makedirs(cache_dir, exist_ok=True)
+  np.save(path + '.tmp.npy', out)
+  os.replace(path + '.tmp.npy', path)
+  return out
+
+
+def _scores_per_image(denoised: Sequence[np.ndarray],
+                      clean: Sequence[np.ndarray]) -> Dict[str, Any]:
+  per = [_metrics(d[None], c[None]) for d, c in zip(denoised, clean)]
+  return _summary(np.concatenate([p[0] for p in per]),
+                  np.concatenate([p[1] for p in per]))
+
+
+def _metrics(denoised: np.ndarray, clean: np.ndarray):
+  return (np.asarray(metrics.psnr(jnp.asarray(denoised), jnp.asarray(clean))),
+          np.asarray(metrics.ssim(jnp.asarray(denoised), jnp.asarray(clean))))
+
+
 def _scores(denoised: np.ndarray, clean: np.ndarray) -> Dict[str, Any]:
-  psnr = np.asarray(metrics.psnr(jnp.asarray(denoised), jnp.asarray(clean)))
-  ssim = np.asarray(metrics.ssim(jnp.asarray(denoised), jnp.asarray(clean)))
+  return _summary(*_metrics(denoised, clean))
+
+
+def _summary(psnr: np.ndarray, ssim: np.ndarray) -> Dict[str, Any]:
   return {'psnr': float(psnr.mean()), 'ssim': float(ssim.mean()),
           'psnr_std': float(psnr.std()), 'ssim_std': float(ssim.std()),
           'psnr_per_image': psnr, 'num_images': len(psnr)}
 
 
 def apply_model(denoiser, noisy: np.ndarray) -> np.ndarray:
-  """Runs a model on [N, S, S, 1] images, tiling if it needs another size."""
+  """Runs a model on [N, H, W, 1] images, tiling where it needs to.
+
+  Each image is denoised on its own (as `xdn-denoise` does): a model with a
+  noise-level input estimates each image's noise, never told the truth.
+  """
   fixed = getattr(denoiser, 'fixed_size', None)
-  if fixed is None or noisy.shape[1:3] == (fixed, fixed):
+  if not getattr(denoiser, 'takes_noise_map', False) and (
+      fixed is None and noisy.shape[1] * noisy.shape[2] <= 256 * 256 or
+      noisy.shape[1:3] == (fixed, fixed)):
     return np.asarray(denoiser(noisy), np.float32)
-  from xdn import denoise  # pylint: disable=g-import-not-at-top
-  return np.stack([denoise.denoise_image(denoiser, image[..., 0])
+  if fixed is None and noisy.shape[1] * noisy.shape[2] <= 256 * 256:
+    return np.asarray(denoiser(noisy), np.float32)  # Estimates per image.
+  return np.stack([inference.denoise_image(denoiser, image[..., 0])
                    for image in noisy])[..., None]
 
 
@@ -174,9 +241,9 @@ class Evaluation:
 
 def evaluate(clean: np.ndarray, settings: Sequence[Setting],
              models: Dict[str, Any], baseline_names: Sequence[str], *,
-             seed: int = 0, read_noise: float = 2.0, pool=None,
+             seed: int = 0, read_noise: float = noise.DEFAULT_READ_NOISE, pool=None,
              figure_setting: Optional[Setting] = None,
-             figure_image: int = 0) -> Evaluation:
+             figure_image: int = 0, cache_dir: str = '') -> Evaluation:
   """Scores every model and baseline on `clean` [N, S, S, 1] per setting.
 
   `models` maps column names to denoisers ([B, H, W, 1] -> same, in [0, 1]).
@@ -190,28 +257,40 @@ def evaluate(clean: np.ndarray, settings: Sequence[Setting],
   rows, figure = [], {}
   total = len(settings) * (len(models) + len(baseline_names))
   done, start = 0, time.time()
+  per_image = not isinstance(clean, np.ndarray)
   for setting in settings:
-    noisy = noisy_images(clean, setting, seed, read_noise)
+    if per_image:  # Images of several sizes: one at a time.
+      noisy = [noisy_image(c, setting, seed, i, read_noise)
+               for i, c in enumerate(clean)]
+    else:
+      noisy = noisy_images(clean, setting, seed, read_noise)
     outputs = {}
     for name, denoiser in models.items():
-      outputs[name] = apply_model(denoiser, noisy)
+      begin = time.time()
+      outputs[name] = ([apply_model(denoiser, n[None])[0] for n in noisy]
+                       if per_image else apply_model(denoiser, noisy))
+      logging.info('  %s: %.2fs per image', name,
+                   (time.time() - begin) / len(noisy))
     for name in baseline_names:
       begin = time.time()
-      outputs[baselines.DISPLAY_NAMES[name]] = baselines.apply_many(
-          name, noisy, setting.kind, setting.level, read_noise=read_noise,
-          pool=pool)
+      run = functools.partial(_cached, cache_dir, functools.partial(
+          baselines.apply_many, name, kind=setting.kind, level=setting.level,
+          read_noise=read_noise, pool=pool), name)
+      outputs[baselines.DISPLAY_NAMES[name]] = (
+          [run(n[None])[0] for n in noisy] if per_image else run(noisy))
       if name in baselines.SLOW:
         logging.info('  %s: %.2fs per image', name,
                      (time.time() - begin) / len(noisy))
     for method in methods:
-      scores = _scores(outputs[method], clean)
+      scores = (_scores_per_image(outputs[method], clean) if per_image else
+                _scores(outputs[method], clean))
       rows.append({'setting': setting.label, 'kind': setting.kind,
                    'level': setting.level, 'method': method, **scores})
       done += 1
     if setting == figure_setting:
-      figure = {'clean': clean[figure_image, ..., 0],
-                'noisy': noisy[figure_image, ..., 0],
-                **{m: outputs[m][figure_image, ..., 0] for m in methods}}
+      figure = {'clean': clean[figure_image][..., 0],
+                'noisy': noisy[figure_image][..., 0],
+                **{m: outputs[m][figure_image][..., 0] for m in methods}}
     elapsed = time.time() - start
     logging.info('%-34s done in %.0fs (ETA %.0fs)', setting.label, elapsed,
                  elapsed / done * (total - done))
@@ -337,50 +416,94 @@ def main(argv: Sequence[str]) -> None:
   checkpoints.quiet_orbax_logs()
   try:
     _main()
-  except (ValueError, FileNotFoundError) as e:
+  except errors.UserError as e:
     raise SystemExit(f'error: {e}') from None
 
 
-def _main() -> None:
+def folder_images(path: str, split: str, limit: int = 0
+                  ) -> List[np.ndarray]:
+  """Clean [H, W, 1] images of a folder's split ('all': every file)."""
+  from xdn.data import folder  # pylint: disable=g-import-not-at-top
+  files = folder.list_files(path)
+  if split != 'all':
+    if split not in folder.SPLITS:
+      raise errors.UserError(f'--split={split!r} for a --folder: use one of '
+                             f'{folder.SPLITS} or all')
+    files = folder.split_files(files, FLAGS.split_fractions)[split]
+  files = files[:limit or None]
+  if not files:
+    raise errors.UserError(f'no images in split {split!r} of {path!r}')
+  images = []
+  for relative in files:
+    try:
+      images.append(radiograph_io.read_radiograph(
+          os.path.join(path, relative)).pixels[..., None])
+    except Exception as e:  # pylint: disable=broad-except  # Any: skip it.
+      logging.warning('Skipping %s: %s', relative, str(e).splitlines()[0])
+  logging.info('%d of %d images of %s:%s read (%d skipped)', len(images),
+               len(files), path, split, len(files) - len(images))
+  if not images:
+    raise errors.UserError(f'no readable images in split {split!r} of '
+                           f'{path!r}')
+  return images
+
+
+def _data_config(workdirs: Sequence[str]):
   from xdn import checkpoints  # pylint: disable=g-import-not-at-top
-  from xdn import inference  # pylint: disable=g-import-not-at-top
-  from xdn.data import pipeline  # pylint: disable=g-import-not-at-top
-  workdirs = split_workdirs(FLAGS.workdir)
-  if not workdirs and not FLAGS.out:
-    raise ValueError('give --workdir (models to evaluate) or, for the '
-                     'baselines alone, --out')
   if FLAGS.config is not None:
     data_config = FLAGS.config.data
-  elif workdirs:
+  elif workdirs and workdirs[0] != 'pretrained':
     data_config = checkpoints.read_config(workdirs[0]).data
   else:
-    raise ValueError('without --workdir, name the data with '
-                     '--config=configs/default.py')
+    raise errors.UserError('name the test images: --folder=DIR, or '
+                           '--config=configs/default.py for the embedded '
+                           'sample')
   data_config = data_config.copy_and_resolve_references()
   if FLAGS.data_dir is not None:
     data_config.data_dir = FLAGS.data_dir
   data_config.num_eval_images = max(FLAGS.num_images, 0)
-  split = FLAGS.split or data_config.test_split
+  return data_config
+
+
+def _main() -> None:
+  from xdn.data import pipeline  # pylint: disable=g-import-not-at-top  # TF.
+  workdirs = split_workdirs(FLAGS.workdir)
+  if not workdirs and not FLAGS.out and not FLAGS.pretrained:
+    raise errors.UserError('give --workdir (models to evaluate) or, for the '
+                           'baselines alone, --out')
+  if FLAGS.pretrained and 'pretrained' not in workdirs:
+    workdirs.append('pretrained')
   settings = [parse_setting(s) for s in (FLAGS.settings or DEFAULT_SETTINGS)]
   figure_setting = parse_setting(FLAGS.figure_setting)
   baseline_names = choose_baselines(FLAGS.baselines, FLAGS.skip_slow)
-  out_dir = FLAGS.out or workdirs[0]
-
-  pipeline.prepare(data_config)
-  clean = pipeline.eval_images(data_config, split)
+  out_dir = FLAGS.out or (workdirs[0] if workdirs and
+                          workdirs[0] != 'pretrained' else '')
+  if not out_dir:
+    raise errors.UserError('name the results folder with --out')
+  if FLAGS.folder:
+    data_name, split = FLAGS.folder, FLAGS.split or 'test'
+    clean = folder_images(FLAGS.folder, split, FLAGS.num_images)
+  else:
+    data_config = _data_config(workdirs)
+    data_name, split = data_config.name, FLAGS.split or data_config.test_split
+    pipeline.prepare(data_config)
+    clean = pipeline.eval_images(data_config, split)
   if not 0 <= FLAGS.figure_image < len(clean):
-    raise ValueError(f'--figure_image={FLAGS.figure_image} but only '
-                     f'{len(clean)} images are evaluated')
-  logging.info('Evaluating on %d images of %s:%s', len(clean),
-               data_config.name, split)
+    raise errors.UserError(f'--figure_image={FLAGS.figure_image} but only '
+                           f'{len(clean)} images are evaluated')
+  logging.info('Evaluating on %d images of %s:%s', len(clean), data_name,
+               split)
   denoisers = []
   for workdir in workdirs:
-    denoiser = inference.load_denoiser(workdir, FLAGS.checkpoint)
+    if workdir == 'pretrained':
+      denoiser = inference.load_pretrained()
+    else:
+      denoiser = inference.load_denoiser(workdir, FLAGS.checkpoint)
+      if not FLAGS.folder and denoiser.config.data.name != data_name:
+        logging.warning('%s was trained on %s but is evaluated on %s',
+                        workdir, denoiser.config.data.name, data_name)
     logging.info('Model %s at step %d from %s', denoiser.name, denoiser.step,
                  workdir)
-    if denoiser.config.data.name != data_config.name:
-      logging.warning('%s was trained on %s but is evaluated on %s', workdir,
-                      denoiser.config.data.name, data_config.name)
     denoisers.append(denoiser)
   models = dict(zip(model_labels(denoisers, workdirs), denoisers))
 
@@ -392,12 +515,13 @@ def _main() -> None:
     evaluation = evaluate(clean, settings, models, baseline_names,
                           seed=FLAGS.seed, read_noise=FLAGS.read_noise,
                           pool=pool, figure_setting=figure_setting,
-                          figure_image=FLAGS.figure_image)
+                          figure_image=FLAGS.figure_image,
+                          cache_dir=FLAGS.cache)
   finally:
     if pool is not None:
       pool.close()
       pool.join()
-  meta = {'data': data_config.name, 'split': split,
+  meta = {'data': data_name, 'split': split,
           'num_images': len(clean), 'seed': FLAGS.seed,
           'read_noise': FLAGS.read_noise,
           'models': [{'column': label, 'workdir': w, 'name': d.name,

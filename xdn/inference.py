@@ -1,22 +1,43 @@
-"""Trained models ready to apply: `load_denoiser(workdir)`.
+"""Trained models ready to apply, and tiled denoising of whole radiographs.
 
-Used by `xdn.evaluate` and `xdn-denoise`; works on any number of images and,
-for the fully convolutional U-Net, any image size.
+  denoiser = load_pretrained()            # The model shipped inside xdn.
+  denoiser = load_denoiser('runs/unet')   # A model trained with run.py.
+  clean = denoise_image(denoiser, noisy)  # [H, W] in [0, 1], any size.
+
+A model that takes a noise-level map (the shipped one) is told the noise of
+each image: given as a `NoiseEstimate` (`xdn.noise_estimation.known_noise`)
+or, by default, estimated from the image itself (blind).
+
+Used by `xdn-evaluate` and `xdn-denoise`. Imports JAX, flax and orbax but
+neither training code nor TensorFlow, so it starts quickly.
 """
 
 import dataclasses
 import functools
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
+from absl import logging
 import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from xdn import batching
 from xdn import checkpoints
+from xdn import errors
 from xdn import models
-from xdn import train
+from xdn import noise
+from xdn import noise_estimation
+from xdn import pretrained
+from xdn import state as state_lib
+from xdn.noise_estimation import NoiseEstimate
+
+# Tiles of the fully convolutional models: TILE pixels with OVERLAP pixels
+# shared by neighbours (blended with linear ramps). 512 + 32: a 2048x2048
+# image is 4x4 tiles, 13% more pixels than the image itself.
+TILE = 544
+OVERLAP = 32
 
 
 @dataclasses.dataclass
@@ -25,70 +46,98 @@ class Denoiser:
   config: ml_collections.ConfigDict
   variables: Any
   step: int
-  fixed_size: Optional[int]  # Square size a seed model needs; None: any.
   name: str
   batch_size: int = 32  # Images per compiled call (bounds memory).
   _apply: Callable = dataclasses.field(init=False, repr=False)
 
   def __post_init__(self):
     model = models.create_model(self.config)
+    takes_map = self.takes_noise_map
 
     @jax.jit
-    def apply(variables, images):
+    def apply(variables, images, a, b):
+      if takes_map:
+        images = noise.with_noise_map(images, a, b)
       out = model.apply(variables, images, train=False)
       return jnp.clip(models.denoised_image(out), 0.0, 1.0)
 
     self._apply = apply
 
-  def __call__(self, images: np.ndarray) -> np.ndarray:
+  @property
+  def fixed_size(self) -> Optional[int]:
+    """The square size the model needs (the seed models), or None."""
+    return models.fixed_input_size(self.config)
+
+  @property
+  def size_multiple(self) -> int:
+    """Tiles start at multiples of this, so strided convolutions see the
+    same pixel grid in every tile."""
+    return models.size_multiple(self.config)
+
+  @property
+  def takes_noise_map(self) -> bool:
+    return bool(self.config.model.get('noise_map', False))
+
+  def __call__(self, images: np.ndarray,
+               noise_levels: Optional[Sequence[NoiseEstimate]] = None
+               ) -> np.ndarray:
+    """Denoises [B, H, W, 1] images; `noise_levels` one per image (or None).
+
+    Models with a noise map estimate each image's noise when not told.
+    """
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or images.shape[-1] != 1:
-      raise ValueError(f'expected images shaped [B, H, W, 1], got '
-                       f'{images.shape}')
+      raise errors.UserError(f'expected images shaped [B, H, W, 1], got '
+                             f'{images.shape}')
     if self.fixed_size and images.shape[1:3] != (self.fixed_size,) * 2:
-      raise ValueError(
+      raise errors.UserError(
           f'model {self.name!r} takes {self.fixed_size}x{self.fixed_size} '
           f'images, got {images.shape[1]}x{images.shape[2]}; tile the image '
-          '(xdn-denoise does) or use a U-Net')
+          '(denoise_image does) or use a U-Net')
+    if self.takes_noise_map and noise_levels is None:
+      noise_levels = [noise_estimation.estimate_noise(i[..., 0])
+                      for i in images]
+    a, b = _variance_params(noise_levels, len(images))
     outputs = []
     for start in range(0, len(images), self.batch_size):
-      batch = images[start:start + self.batch_size]
-      n = len(batch)
-      if n < self.batch_size and len(images) > self.batch_size:
-        # Pad the last batch so one compiled shape serves every batch.
-        batch = np.concatenate(
-            [batch, np.zeros((self.batch_size - n,) + batch.shape[1:],
-                             np.float32)])
-      outputs.append(np.asarray(self._apply(self.variables, batch))[:n])
+      stop = start + self.batch_size
+      size = (self.batch_size if len(images) > self.batch_size else
+              len(images))
+      batch, n = batching.pad_batch(images[start:stop], size)
+      a_batch, _ = batching.pad_batch(a[start:stop], size)
+      b_batch, _ = batching.pad_batch(b[start:stop], size)
+      outputs.append(np.asarray(
+          self._apply(self.variables, batch, a_batch, b_batch))[:n])
     return np.concatenate(outputs) if outputs else images.copy()
 
 
-def _initial_state(config: ml_collections.ConfigDict, seed: int = 0, *,
-                   abstract: bool = False) -> train.TrainState:
-  """A fresh training state (or only its shapes, if `abstract`)."""
+def _variance_params(levels: Optional[Sequence[NoiseEstimate]], count: int
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+  if levels is None:
+    return np.zeros(count, np.float32), np.zeros(count, np.float32)
+  if len(levels) != count:
+    raise ValueError(f'{len(levels)} noise levels for {count} images')
+  return (np.array([l.a for l in levels], np.float32),
+          np.array([l.b for l in levels], np.float32))
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _abstract_state(config: ml_collections.ConfigDict) -> state_lib.TrainState:
+  """The shapes of a fresh training state of `config` (nothing computed)."""
   model = models.create_model(config)
   size = models.fixed_input_size(config) or config.data.image_size
-  create = functools.partial(train.create_train_state, config, model,
-                             jax.random.key(seed), (size, size, 1))
-  return jax.eval_shape(create) if abstract else create()
-
-
-def init_denoiser(config: ml_collections.ConfigDict,
-                  seed: int = 0) -> Denoiser:
-  """A denoiser with freshly initialised (untrained) weights."""
-  models.check_config(config)
-  state = _initial_state(config, seed)
-  return Denoiser(config, {'params': state.params,
-                           'batch_stats': state.batch_stats}, step=0,
-                  fixed_size=models.fixed_input_size(config),
-                  name=config.model.name)
+  return jax.eval_shape(functools.partial(
+      state_lib.create_train_state, config, model, jax.random.key(0),
+      (size, size, 1)))
 
 
 def load_denoiser(workdir: str, which: str = 'best') -> Denoiser:
   """The model trained in `workdir`: its best checkpoint (or latest)."""
   config = checkpoints.read_config(workdir)
-  target = flax.serialization.to_state_dict(
-      _initial_state(config, abstract=True))
+  config.model = models.restore_model_config(config.model.to_dict())
+  target = flax.serialization.to_state_dict(_abstract_state(config))
   ckpt = checkpoints.Checkpointer(workdir)
   try:
     if which == 'best' and ckpt.latest_step('best') is None:
@@ -98,6 +147,116 @@ def load_denoiser(workdir: str, which: str = 'best') -> Denoiser:
     ckpt.close()
   return Denoiser(config, {'params': restored['params'],
                            'batch_stats': restored['batch_stats']},
-                  step=int(restored['step']),
-                  fixed_size=models.fixed_input_size(config),
-                  name=config.model.name)
+                  step=int(restored['step']), name=config.model.name)
+
+
+def load_pretrained() -> Denoiser:
+  """The denoiser shipped inside xdn (see xdn/pretrained/MODEL_CARD.md)."""
+  config, variables, step = pretrained.load()
+  return Denoiser(config, variables, step=step, name=pretrained.NAME)
+
+
+# ----------------------------------------------------------------- tiling
+
+
+def ramp_window(tile: int, overlap: int) -> np.ndarray:
+  """1-D blending weights: linear ramps over `overlap` pixels at each end.
+
+  Never zero, so a pixel covered by a single tile (at the image border) keeps
+  that tile's value after normalising by the summed weights.
+  """
+  i = np.arange(tile, dtype=np.float32) + 0.5
+  ramp = np.minimum(i, tile - i) / max(overlap, 1)
+  return np.clip(ramp, 0.0, 1.0).astype(np.float32)
+
+
+def tile_grid(length: int, tile: int, overlap: int,
+              align: int = 1) -> Tuple[List[int], int]:
+  """Tile starts along one axis, and the padded length they cover.
+
+  Tiles advance by `tile - overlap` rounded down to a multiple of `align`;
+  the axis is padded (by less than one stride) so the last tile ends at its
+  end, which keeps every tile on the aligned grid.
+  """
+  stride = max((tile - overlap) // align * align, align)
+  steps = max(-(-(length - tile) // stride), 0)
+  return [i * stride for i in range(steps + 1)], tile + steps * stride
+
+
+def denoise_tiled(denoiser: Denoiser, image: np.ndarray, tile: int,
+                  overlap: int, batch_size: int = 32, align: int = 1,
+                  noise_level: Optional[NoiseEstimate] = None) -> np.ndarray:
+  """Denoises a [H, W] image in overlapping `tile` x `tile` tiles.
+
+  The image is mirror-padded up to the tile grid (small images up to one
+  tile). Tiles are denoised `batch_size` at a time and blended with
+  `ramp_window` weights. Every tile is told the whole image's noise level.
+  """
+  image = np.asarray(image, np.float32)
+  h, w = image.shape
+  ys, ph = tile_grid(h, tile, overlap, align)
+  xs, pw = tile_grid(w, tile, overlap, align)
+  # 'symmetric' also works for 1-pixel images and pads longer than them.
+  image = np.pad(image, ((0, ph - h), (0, pw - w)), mode='symmetric')
+  window = np.outer(ramp_window(tile, overlap), ramp_window(tile, overlap))
+  total = np.zeros((ph, pw), np.float32)
+  weight = np.zeros((ph, pw), np.float32)
+  corners = [(y, x) for y in ys for x in xs]
+  for first in range(0, len(corners), batch_size):
+    batch = corners[first:first + batch_size]
+    tiles = np.stack([image[y:y + tile, x:x + tile] for y, x in batch])
+    # Pad to a power of two: a compiled model then serves every image with
+    # a handful of batch shapes instead of one per tile count.
+    tiles, _ = batching.pad_batch(
+        tiles, batching.next_power_of_two(len(batch), batch_size))
+    outputs = np.asarray(_call(denoiser, tiles[..., None], noise_level))[..., 0]
+    for (y, x), out in zip(batch, outputs):
+      total[y:y + tile, x:x + tile] += window * out
+      weight[y:y + tile, x:x + tile] += window
+  return (total / weight)[:h, :w]
+
+
+def _call(denoiser: Denoiser, images: np.ndarray,
+          noise_level: Optional[NoiseEstimate]) -> np.ndarray:
+  # Any callable images -> images serves (tests use identity functions);
+  # only noise-map models are told the level.
+  if noise_level is None:
+    return denoiser(images)
+  return denoiser(images, [noise_level] * len(images))
+
+
+def denoise_image(denoiser: Denoiser, image: np.ndarray, *, tile: int = 0,
+                  overlap: int = -1, batch_size: int = 32,
+                  max_pixels: int = TILE * TILE,
+                  noise_level: Optional[NoiseEstimate] = None) -> np.ndarray:
+  """Denoises one [H, W] float image in [0, 1], whole or in tiles.
+
+  A model with a noise map is told `noise_level`, or else the level
+  estimated from the whole image (logged).
+  """
+  image = np.asarray(image, np.float32)
+  if image.ndim != 2:
+    raise errors.UserError(
+        f'expected a 2-D [H, W] image, got shape {image.shape}')
+  if getattr(denoiser, 'takes_noise_map', False) and noise_level is None:
+    noise_level = noise_estimation.estimate_noise(image)
+    logging.info('Estimated noise: %s', noise_level.describe())
+  fixed = getattr(denoiser, 'fixed_size', None)
+  if fixed is None and tile <= 0 and image.size <= max_pixels:
+    return np.asarray(_call(denoiser, image[None, ..., None],
+                            noise_level))[0, ..., 0]
+  if fixed is not None:
+    if tile > 0 and tile != fixed:
+      raise errors.UserError(f'model {denoiser.name!r} takes {fixed}x{fixed} '
+                             f'tiles; drop --tile or set --tile={fixed}')
+    tile, align = fixed, 1
+    overlap = tile // 4 if overlap < 0 else overlap
+  else:
+    tile = tile if tile > 0 else TILE
+    align = getattr(denoiser, 'size_multiple', 1)
+    overlap = OVERLAP if overlap < 0 else overlap
+  if overlap >= tile:
+    raise errors.UserError(f'--overlap={overlap} must be smaller than the '
+                           f'tile ({tile})')
+  return denoise_tiled(denoiser, image, tile, overlap, batch_size, align,
+                       noise_level)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from xdn import errors
 from xdn.models import VAEOutput
 
 Array = jax.Array
@@ -52,8 +53,8 @@ def vae_loss(out: VAEOutput, clean: Array, *, elbo: str = 'monte_carlo',
   elif elbo == 'analytic':
     kl = kl_divergence(out.mean, out.logvar)
   else:
-    raise ValueError(f"unknown loss.elbo {elbo!r}; use 'monte_carlo' or "
-                     "'analytic'")
+    raise errors.UserError(f"unknown loss.elbo {elbo!r}; use 'monte_carlo' or "
+                           "'analytic'")
   loss = jnp.mean(recon + beta * kl)
   return loss, {'recon': jnp.mean(recon), 'kl': jnp.mean(kl)}
 
@@ -67,5 +68,5 @@ def compute_loss(loss_config: ml_collections.ConfigDict, out,
     return mse(out, clean), {}
   if loss_config.name == 'l1':
     return l1(out, clean), {}
-  raise ValueError(f"unknown loss.name {loss_config.name!r}; use 'mse' or "
-                   "'l1'")
+  raise errors.UserError(f"unknown loss.name {loss_config.name!r}; use 'mse' or "
+                         "'l1'")

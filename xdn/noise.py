@@ -30,8 +30,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from xdn import errors
+
 Array = jax.Array
 Level = Union[float, Array]
+
+# Detector read-noise sigma (0-255 scale) of 'poisson_gaussian' when none is
+# given: the one default every command and config uses.
+DEFAULT_READ_NOISE = 2.0
 
 
 def _per_image(level: Level, images: Array) -> Array:
@@ -58,7 +64,7 @@ def add_poisson_noise(key: Array, images: Array, dose: Level) -> Array:
 
 
 def add_poisson_gaussian_noise(key: Array, images: Array, dose: Level,
-                               read_noise: float = 2.0) -> Array:
+                               read_noise: float = DEFAULT_READ_NOISE) -> Array:
   """Shot noise at `dose` plus Gaussian read noise (sigma on 0-255 scale)."""
   shot_key, read_key = jax.random.split(key)
   noisy = add_poisson_noise(shot_key, images, dose)
@@ -115,7 +121,7 @@ PRESETS: Dict[str, Tuple[str, float]] = {
 AFFINE_KINDS = ('gaussian', 'poisson', 'poisson_gaussian')
 
 
-def variance_params(kind: str, level: Level, read_noise: Level = 2.0
+def variance_params(kind: str, level: Level, read_noise: Level = DEFAULT_READ_NOISE
                     ) -> Tuple[Array, Array]:
   """(a, b) with noise variance a * x + b at intensity x in [0, 1].
 
@@ -133,8 +139,8 @@ def variance_params(kind: str, level: Level, read_noise: Level = 2.0
       return a, jnp.zeros_like(level)
     read = jnp.asarray(read_noise, jnp.float32)
     return a, jnp.where(on, (read / 255.0)**2, 0.0)
-  raise ValueError(f'noise kind {kind!r} has no noise-level map; use one of '
-                   f'{AFFINE_KINDS}')
+  raise errors.UserError(f'noise kind {kind!r} has no noise-level map; use one of '
+                         f'{AFFINE_KINDS}')
 
 
 def noise_std_map(noisy: Array, a: Level, b: Level) -> Array:
@@ -145,12 +151,12 @@ def noise_std_map(noisy: Array, a: Level, b: Level) -> Array:
   at inference alike, so the map a model sees is computed the same way.
   """
   a, b = _per_image(a, noisy), _per_image(b, noisy)
-  mean = jax.lax.reduce_window(noisy, 0.0, jax.lax.add, (1, 5, 5, 1),
-                               (1, 1, 1, 1), 'SAME') / 25.0
-  # SAME padding adds zeros at the border: divide by the true window count.
-  count = jax.lax.reduce_window(jnp.ones_like(noisy[:1]), 0.0, jax.lax.add,
-                                (1, 5, 5, 1), (1, 1, 1, 1), 'SAME') / 25.0
-  mean = jnp.clip(mean / count, 0.0, 1.0)
+  # Edge-replicated borders: the window is full everywhere (a count map of
+  # zero-padded windows would be constant-folded slowly by XLA).
+  padded = jnp.pad(noisy, ((0, 0), (2, 2), (2, 2), (0, 0)), mode='edge')
+  mean = jax.lax.reduce_window(padded, 0.0, jax.lax.add, (1, 5, 5, 1),
+                               (1, 1, 1, 1), 'VALID') / 25.0
+  mean = jnp.clip(mean, 0.0, 1.0)
   return jnp.sqrt(jnp.maximum(a * mean + b, 0.0))
 
 
@@ -164,17 +170,17 @@ def resolve(kind: str, level: float) -> Tuple[str, float]:
   if kind in PRESETS:
     return PRESETS[kind]
   if kind not in NOISE_KINDS:
-    raise ValueError(
+    raise errors.UserError(
         f'unknown noise kind {kind!r}; use one of '
         f'{sorted(NOISE_KINDS) + sorted(PRESETS)} (config field noise.kind)')
   if level < 0:
-    raise ValueError(f'noise level must be >= 0, got {level} '
-                     '(config field noise.level)')
+    raise errors.UserError(f'noise level must be >= 0, got {level} '
+                           '(config field noise.level)')
   return kind, float(level)
 
 
 def add_noise(key: Array, images: Array, kind: str, level: Level, *,
-              clip: bool = True, read_noise: float = 2.0) -> Array:
+              clip: bool = True, read_noise: float = DEFAULT_READ_NOISE) -> Array:
   """Applies noise `kind` (a name in NOISE_KINDS) at `level`."""
   fn = NOISE_KINDS[kind]
   if kind == 'poisson_gaussian':
@@ -197,17 +203,17 @@ def check_config(noise_config: ml_collections.ConfigDict) -> None:
   resolve(noise_config.kind, noise_config.level)
   for kind in train_kinds(noise_config):
     if kind not in NOISE_KINDS:
-      raise ValueError(f'unknown kind {kind!r} in noise.train_kinds; use '
-                       f'kinds of {sorted(NOISE_KINDS)}, comma-separated')
+      raise errors.UserError(f'unknown kind {kind!r} in noise.train_kinds; use '
+                             f'kinds of {sorted(NOISE_KINDS)}, comma-separated')
   if 0 < noise_config.get('max_dose', 0) < noise_config.get('min_dose', 0):
-    raise ValueError('noise.max_dose must be >= noise.min_dose')
+    raise errors.UserError('noise.max_dose must be >= noise.min_dose')
   if noise_config.get('max_read_noise', 0) < 0:
-    raise ValueError('noise.max_read_noise must be >= 0')
+    raise errors.UserError('noise.max_read_noise must be >= 0')
   if noise_config.min_level < 0 or noise_config.max_level < 0:
-    raise ValueError('noise.min_level and noise.max_level must be >= 0')
+    raise errors.UserError('noise.min_level and noise.max_level must be >= 0')
   if 0 < noise_config.max_level < noise_config.min_level:
-    raise ValueError('noise.max_level must be >= noise.min_level '
-                     '(or 0 to train at the fixed noise.level)')
+    raise errors.UserError('noise.max_level must be >= noise.min_level '
+                           '(or 0 to train at the fixed noise.level)')
 
 
 def is_blind(noise_config: ml_collections.ConfigDict) -> bool:
@@ -243,6 +249,19 @@ def corrupt_with_params(key: Array, images: Array,
     return _apply_kind(key, images, kind, jnp.full((batch,), level),
                        read_noise, noise_config.clip)
   kinds = train_kinds(noise_config)
+  ranged = (noise_config.get('max_dose', 0) > 0 or
+            noise_config.get('max_read_noise', 0) > 0)
+  if len(kinds) == 1 and not ranged:
+    # One kind: the keys as xdn has always drawn them, so a run resumed
+    # across versions sees the same noise.
+    level = jnp.full((batch,), level, jnp.float32)
+    if is_blind(noise_config):
+      level_key, key = jax.random.split(key)
+      level = jax.random.uniform(level_key, (batch,), jnp.float32,
+                                 noise_config.min_level,
+                                 noise_config.max_level)
+    return _apply_kind(key, images, kinds[0], level, read_noise,
+                       noise_config.clip)
   kind_key, level_key, dose_key, read_key, key = jax.random.split(key, 5)
   which = jax.random.randint(kind_key, (batch,), 0, len(kinds))
   level = jnp.full((batch,), level, jnp.float32)
@@ -257,10 +276,6 @@ def corrupt_with_params(key: Array, images: Array,
   if noise_config.get('max_read_noise', 0) > 0:
     read_noise = jax.random.uniform(read_key, (batch,), jnp.float32, 0.0,
                                     noise_config.max_read_noise)
-  if len(kinds) == 1:
-    return _apply_kind(key, images, kinds[0],
-                       dose if kinds[0].startswith('poisson') else level,
-                       read_noise, noise_config.clip)
   results = [_apply_kind(key, images, k,
                          dose if k.startswith('poisson') else level,
                          read_noise, noise_config.clip) for k in kinds]

@@ -1,4 +1,4 @@
-"""Training: TrainState, the pmap-compiled train and eval steps, the loop.
+"""Training: the pmap-compiled train and eval steps, and the loop.
 
 `train_and_evaluate(config, workdir)` is what `run.py` calls. One code path
 serves one device and many: the steps are always `jax.pmap`-compiled over
@@ -19,7 +19,7 @@ from clu import metric_writers
 from clu import periodic_actions
 import flax
 from flax import jax_utils
-from flax.training import train_state
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 from jax.experimental import multihost_utils
@@ -28,36 +28,24 @@ import numpy as np
 import optax
 from PIL import Image
 
+from xdn import batching
 from xdn import checkpoints
+from xdn import errors
 from xdn import losses
 from xdn import metrics as metrics_lib
 from xdn import models
 from xdn import noise
+from xdn import self_supervised
+from xdn import state as state_lib
 from xdn import visualize
+from xdn import warm_start
 from xdn.data import pipeline
+from xdn.state import TrainState
 
 AXIS = 'batch'
 
 
-class TrainState(train_state.TrainState):
-  """Parameters, optimizer state and BatchNorm statistics of a run."""
-  batch_stats: Any = None
-  # Steps whose loss or gradient was NaN/Inf; their updates were skipped.
-  nonfinite_steps: jax.Array = None
-  first_nonfinite_step: jax.Array = None  # -1 while every step was finite.
-
-
 # --------------------------------------------------------------- set-up
-
-
-def unreplicate(tree: Any) -> Any:
-  """The first replica of each array of a pmapped pytree.
-
-  (flax's `jax_utils.unreplicate` keeps the device axis of a pmap over one
-  device of a multi-device host; this does not.)
-  """
-  return jax.tree.map(
-      lambda x: x.addressable_shards[0].data.reshape(x.shape[1:]), tree)
 
 
 def check_config(config: ml_collections.ConfigDict,
@@ -65,66 +53,18 @@ def check_config(config: ml_collections.ConfigDict,
   """Raises a one-line error for any bad config value before work starts."""
   models.check_config(config)
   noise.check_config(config.noise)
+  self_supervised.check_config(config)
   if config.batch_size <= 0 or config.batch_size % num_devices:
-    raise ValueError(
+    raise errors.UserError(
         f'batch_size={config.batch_size} must be a positive multiple of the '
         f'{num_devices} devices; set --config.batch_size accordingly')
   for field in ('num_train_steps', 'log_every_steps', 'eval_every_steps',
                 'checkpoint_every_steps', 'keep_checkpoints'):
     if config[field] <= 0:
-      raise ValueError(f'{field} must be > 0, got {config[field]}')
+      raise errors.UserError(f'{field} must be > 0, got {config[field]}')
   if config.optimizer.learning_rate <= 0:
-    raise ValueError('optimizer.learning_rate must be > 0')
-  create_optimizer(config)  # Unknown optimizer or schedule names, now.
-
-
-def create_optimizer(config: ml_collections.ConfigDict
-                    ) -> optax.GradientTransformation:
-  """The optax optimizer and learning-rate schedule of `config.optimizer`."""
-  oc = config.optimizer
-  if oc.schedule == 'constant':
-    lr = optax.constant_schedule(oc.learning_rate)
-  elif oc.schedule == 'cosine':
-    lr = optax.cosine_decay_schedule(
-        oc.learning_rate, max(config.num_train_steps - oc.warmup_steps, 1))
-  else:
-    raise ValueError(f"unknown optimizer.schedule {oc.schedule!r}; use "
-                     "'constant' or 'cosine'")
-  if oc.warmup_steps > 0:
-    lr = optax.join_schedules(
-        [optax.linear_schedule(0.0, oc.learning_rate, oc.warmup_steps), lr],
-        [oc.warmup_steps])
-  if oc.name == 'adam':
-    tx = optax.adam(lr)
-  elif oc.name == 'adamw':
-    tx = optax.adamw(lr, weight_decay=oc.weight_decay)
-  elif oc.name == 'sgd':
-    tx = optax.sgd(lr, momentum=0.9)
-  else:
-    raise ValueError(f"unknown optimizer.name {oc.name!r}; use 'adam', "
-                     "'adamw' or 'sgd'")
-  if oc.grad_clip_norm > 0:
-    tx = optax.chain(optax.clip_by_global_norm(oc.grad_clip_norm), tx)
-  return tx
-
-
-def create_train_state(config: ml_collections.ConfigDict, model, key: jax.Array,
-                       image_shape: Tuple[int, int, int]) -> TrainState:
-  """Initialises parameters for images of `image_shape` (H, W, C).
-
-  A model with a noise map (`model.noise_map`) gets one channel more.
-  """
-  h, w, c = image_shape
-  c += int(config.model.get('noise_map', False))
-  dummy = jnp.zeros((1, h, w, c), jnp.float32)
-  variables = jax.jit(functools.partial(model.init, train=False))(
-      {'params': key, 'latent': key}, dummy)
-  return TrainState.create(
-      apply_fn=model.apply, params=variables['params'],
-      batch_stats=variables.get('batch_stats', {}),
-      tx=create_optimizer(config),
-      nonfinite_steps=jnp.zeros((), jnp.int32),
-      first_nonfinite_step=jnp.full((), -1, jnp.int32))
+    raise errors.UserError('optimizer.learning_rate must be > 0')
+  state_lib.create_optimizer(config)  # Unknown optimizer or schedule names.
 
 
 def example_keys(key: jax.Array, local_batch: int) -> jax.Array:
@@ -173,15 +113,26 @@ def train_step(state: TrainState, clean: jax.Array, key: jax.Array, *,
   noise_key, latent_key = jax.random.split(step_key)
   noisy, a, b = corrupt_batch(example_keys(noise_key, clean.shape[0]), clean,
                               config.noise, train=True)
+  unsupervised = self_supervised.is_self_supervised(config.loss)
   # Materialise the noisy batch once: XLA:CPU would otherwise fuse the noise
   # generator into the first convolution and redraw it for every window.
-  noisy = jax.lax.optimization_barrier(model_input(noisy, a, b, config))
+  # (Self-supervised losses build their model inputs themselves.)
+  noisy = jax.lax.optimization_barrier(
+      noisy if unsupervised else model_input(noisy, a, b, config))
   latent_key = jax.random.fold_in(latent_key, jax.lax.axis_index(AXIS))
 
   def loss_fn(params):
-    out, updates = state.apply_fn(
-        {'params': params, 'batch_stats': state.batch_stats}, noisy,
+    apply = functools.partial(
+        state.apply_fn, {'params': params, 'batch_stats': state.batch_stats},
         train=True, rngs={'latent': latent_key}, mutable=['batch_stats'])
+    if unsupervised:
+      # `clean` never reaches the loss: the noisy images are the targets.
+      loss, extras, denoised, updates = self_supervised.loss_and_output(
+          apply, noisy, example_keys(jax.random.fold_in(noise_key, 1),
+                                     clean.shape[0]), config, a=a, b=b,
+          progress=state.step / config.num_train_steps)
+      return loss, (extras, updates, denoised)
+    out, updates = apply(noisy)
     loss, extras = losses.compute_loss(config.loss, out, clean)
     return loss, (extras, updates, models.denoised_image(out))
 
@@ -203,9 +154,10 @@ def train_step(state: TrainState, clean: jax.Array, key: jax.Array, *,
       first_nonfinite_step=jnp.where(
           (state.first_nonfinite_step < 0) & ~finite, state.step,
           state.first_nonfinite_step))
-  step_metrics = {'loss': loss, 'grad_norm': grad_norm,
-                  'psnr': jnp.mean(metrics_lib.psnr(
-                      jnp.clip(denoised, 0, 1), clean))}
+  step_metrics = {'loss': loss, 'grad_norm': grad_norm}
+  if self_supervised.has_clean_target(config):  # Else `clean` is noisy.
+    step_metrics['psnr'] = jnp.mean(metrics_lib.psnr(
+        jnp.clip(denoised, 0, 1), clean))
   step_metrics.update(extras)
   return new_state, jax.lax.pmean(step_metrics, AXIS)
 
@@ -220,19 +172,29 @@ def eval_step(state: TrainState, clean: jax.Array, index: jax.Array,
   """
   keys = jax.vmap(jax.random.fold_in, (None, 0))(key, index)
   noisy, a, b = corrupt_batch(keys, clean, config.noise, train=False)
-  out = state.apply_fn({'params': state.params,
-                        'batch_stats': state.batch_stats},
-                       model_input(noisy, a, b, config), train=False)
-  loss, _ = jax.vmap(
-      lambda o, c: losses.compute_loss(config.loss, o, c[None]))(
-          jax.tree.map(lambda x: x[:, None], out), clean)
+  apply = functools.partial(state.apply_fn, {
+      'params': state.params, 'batch_stats': state.batch_stats}, train=False)
+  out = apply(model_input(noisy, a, b, config))
+  if self_supervised.is_self_supervised(config.loss):
+    loss, *_ = self_supervised.loss_and_output(
+        lambda x: (apply(x), {}), noisy,
+        jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, 1),
+                                                index),
+        config, a=a, b=b, per_image=True)
+  else:
+    loss, _ = jax.vmap(
+        lambda o, c: losses.compute_loss(config.loss, o, c[None]))(
+            jax.tree.map(lambda x: x[:, None], out), clean)
   denoised = jnp.clip(models.denoised_image(out), 0.0, 1.0)
-  return {'loss': loss, 'mse': jnp.mean((denoised - clean)**2, (1, 2, 3)),
-          'psnr': metrics_lib.psnr(denoised, clean),
-          'ssim': metrics_lib.ssim(denoised, clean),
-          'noisy_psnr': metrics_lib.psnr(noisy, clean),
-          'noisy_ssim': metrics_lib.ssim(noisy, clean),
-          'noisy': noisy, 'denoised': denoised}
+  metrics = {'loss': loss, 'noisy': noisy, 'denoised': denoised}
+  if self_supervised.has_clean_target(config):  # Else `clean` is noisy.
+    metrics.update({
+        'mse': jnp.mean((denoised - clean)**2, (1, 2, 3)),
+        'psnr': metrics_lib.psnr(denoised, clean),
+        'ssim': metrics_lib.ssim(denoised, clean),
+        'noisy_psnr': metrics_lib.psnr(noisy, clean),
+        'noisy_ssim': metrics_lib.ssim(noisy, clean)})
+  return metrics
 
 
 def compile_train_step(config: ml_collections.ConfigDict,
@@ -255,9 +217,9 @@ def compile_eval_step(config: ml_collections.ConfigDict) -> Callable:
 # ----------------------------------------------------------- evaluation
 
 
-def evaluate(p_eval_step: Callable, state: TrainState, images: np.ndarray,
-             key: jax.Array, batch_size: int
-             ) -> Tuple[Dict[str, float], np.ndarray, np.ndarray]:
+def eval_metrics(p_eval_step: Callable, state: TrainState, images: np.ndarray,
+                 key: jax.Array, batch_size: int
+                 ) -> Tuple[Dict[str, float], np.ndarray, np.ndarray]:
   """Mean eval metrics over `images`, and the (noisy, denoised) images."""
   devices = jax.local_device_count()
   per_device = max(batch_size // devices, 1)
@@ -265,16 +227,12 @@ def evaluate(p_eval_step: Callable, state: TrainState, images: np.ndarray,
   sums: Dict[str, float] = {}
   noisy, denoised = [], []
   for start in range(0, len(images), chunk):
-    batch = images[start:start + chunk]
-    n = len(batch)
-    # Pad the last batch to a whole number per device; drop the padding.
-    batch = np.concatenate([batch, np.zeros((chunk - n,) + batch.shape[1:],
-                                            batch.dtype)])
+    batch, n = batching.pad_batch(images[start:start + chunk], chunk)
     index = np.arange(start, start + chunk, dtype=np.int32)
     out = p_eval_step(state, batch.reshape((devices, per_device) +
                                            batch.shape[1:]),
                       index.reshape(devices, per_device), key)
-    out = jax.tree.map(lambda x: _local_values(x).reshape(
+    out = jax.tree.map(lambda x: batching.local_rows(x).reshape(
         (chunk,) + x.shape[2:])[:n], out)
     noisy.append(out.pop('noisy'))
     denoised.append(out.pop('denoised'))
@@ -282,16 +240,6 @@ def evaluate(p_eval_step: Callable, state: TrainState, images: np.ndarray,
       sums[name] = sums.get(name, 0.0) + float(np.sum(values))
   means = {name: total / len(images) for name, total in sums.items()}
   return means, np.concatenate(noisy), np.concatenate(denoised)
-
-
-def _local_values(x: jax.Array) -> np.ndarray:
-  """This process's rows [local devices, ...] of a pmap output.
-
-  With several processes (multi-host) a pmap output also spans other
-  processes' devices, which this process cannot read.
-  """
-  shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
-  return np.concatenate([np.asarray(s.data) for s in shards])
 
 
 # ------------------------------------------------------------------ loop
@@ -360,7 +308,7 @@ def _check_workdir(workdir: str) -> None:
       f.write('ok')
     os.remove(probe)
   except OSError as e:
-    raise PermissionError(
+    raise errors.UserError(
         f'cannot write to workdir {workdir!r} ({e.strerror}); pass a '
         '--workdir you can write to') from None
 
@@ -368,19 +316,19 @@ def _check_workdir(workdir: str) -> None:
 def _host_state(state: TrainState) -> Dict[str, Any]:
   """One replica of the state as a dict of numpy arrays, for orbax."""
   return jax.device_get(flax.serialization.to_state_dict(
-      unreplicate(state)))
+      batching.unreplicate(state)))
 
 
 def _raise_if_nonfinite(state: TrainState, config, checkpointer) -> int:
   """Stops the run on a NaN/Inf step unless config.skip_nonfinite is set."""
-  first = int(unreplicate(state.first_nonfinite_step))
-  count = int(unreplicate(state.nonfinite_steps))
+  first = int(batching.unreplicate(state.first_nonfinite_step))
+  count = int(batching.unreplicate(state.nonfinite_steps))
   if first >= 0 and not config.skip_nonfinite:
     checkpointer.wait()  # Let a save in flight (of a good state) finish.
     good = checkpointer.latest_step()
     # `first` is the state's step count before the update: the faulty step
     # is the next one, numbered as in the logs and checkpoints.
-    raise FloatingPointError(
+    raise errors.UserError(
         f'non-finite loss or gradient at step {first + 1}; its update was not '
         f'applied and the last good checkpoint (step {good}) is kept. Lower '
         '--config.optimizer.learning_rate, check the data, or set '
@@ -416,6 +364,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> TrainState:
   """Trains `config` in `workdir`, resuming from its latest checkpoint."""
   devices = jax.local_device_count()
+  init = warm_start.load(config.get('init', ''))
+  if init is not None:  # The weights decide the model's shape.
+    config = warm_start.with_model(config, init)
   check_config(config, devices * jax.process_count())
   is_chief = jax.process_index() == 0
   _check_workdir(workdir)
@@ -434,7 +385,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   init_key, train_key, eval_key, gen_key = jax.random.split(
       jax.random.key(config.seed), 4)
   image_shape = (config.data.image_size, config.data.image_size, 1)
-  state = create_train_state(config, model, init_key, image_shape)
+  state = state_lib.create_train_state(config, model, init_key, image_shape)
+  if init is not None:  # Before resuming: a checkpoint of this run wins.
+    state = warm_start.apply(state, init)
   checkpointer = checkpoints.Checkpointer(workdir, config.keep_checkpoints,
                                          cleanup_tmp=True)
   if checkpointer.latest_step() is not None:
@@ -444,7 +397,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     logging.info('Resumed from %s at step %d', checkpointer.workdir,
                  int(state.step))
   initial_step = int(state.step)
-  writer.write_hparams(_flatten(config.to_dict()))
+  # clu's writers take a flat mapping ('model.name': ...).
+  writer.write_hparams(traverse_util.flatten_dict(config.to_dict(), sep='.'))
 
   state = jax_utils.replicate(state)
   p_train_step = compile_train_step(config)
@@ -458,14 +412,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       num_train_steps=config.num_train_steps, writer=writer)] if is_chief else []
 
   def run_eval(step: int) -> Dict[str, float]:
-    means, noisy, denoised = evaluate(p_eval_step, state, eval_images,
+    means, noisy, denoised = eval_metrics(p_eval_step, state, eval_images,
                                       eval_key, config.batch_size)
     writer.write_scalars(step, {f'eval_{k}': v for k, v in means.items()})
     n = config.num_sample_images
     if is_chief and n > 0:
       _save_samples(workdir, step, eval_images[:n], noisy[:n], denoised[:n])
       if config.model.name == 'vae':
-        params = unreplicate(state).params
+        params = batching.unreplicate(state).params
         images = jax.jit(functools.partial(model.apply, method='sample'),
                          static_argnums=2)({'params': params}, gen_key,
                                            config.num_generated_images)
@@ -487,7 +441,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       stopping = stop.should_stop(step)
       if step % config.log_every_steps == 0 or last or stopping:
         skipped = _raise_if_nonfinite(state, config, checkpointer)
-        host_window = jax.device_get(unreplicate(window))
+        host_window = jax.device_get(batching.unreplicate(window))
         summary = {f'train_{k}': float(np.mean([m[k] for m in host_window]))
                    for k in host_window[0]}
         elapsed = time.perf_counter() - window_start
@@ -499,7 +453,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       if step % config.eval_every_steps == 0 or last:
         means = run_eval(step)
         # Collective: every process calls it, process 0 writes.
-        checkpointer.save_best(step, _host_state(state), means['psnr'])
+        # Noisy-only data have no PSNR; their self-supervised loss on
+        # held-out images tracks the error to the clean image instead.
+        score = means['psnr'] if 'psnr' in means else -means['loss']
+        checkpointer.save_best(step, _host_state(state), score)
       if step % config.checkpoint_every_steps == 0 or last or stopping:
         _raise_if_nonfinite(state, config, checkpointer)
         checkpointer.save(step, _host_state(state))
@@ -515,14 +472,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     _save_generated_gif(workdir)
   writer.flush()
   checkpointer.close()
-  return unreplicate(state)
-
-
-def _flatten(d: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = v
-  return out
+  return batching.unreplicate(state)

@@ -7,11 +7,7 @@ import imageio.v2 as imageio
 import numpy as np
 from PIL import Image
 
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """[..., H, W, 1] floats in [0, 1] -> uint8 [..., H, W]."""
-  images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
-  return np.round(images[..., 0] * 255).astype(np.uint8)
+from xdn import image_io
 
 
 def image_grid(columns: Sequence[np.ndarray], pad: int = 2) -> np.ndarray:
@@ -23,7 +19,7 @@ def image_grid(columns: Sequence[np.ndarray], pad: int = 2) -> np.ndarray:
   grid = np.full((n * (h + pad) + pad, len(columns) * (w + pad) + pad), 255,
                  np.uint8)
   for c, column in enumerate(columns):
-    for r, image in enumerate(to_uint8(column)):
+    for r, image in enumerate(image_io.to_uint8(column[..., 0])):
       y, x = pad + r * (h + pad), pad + c * (w + pad)
       grid[y:y + h, x:x + w] = image
   return grid

@@ -5,7 +5,7 @@
 train step on one device, so the numbers are what training runs at.
 """
 
-import importlib.util
+import importlib
 import os
 import platform
 import resource
@@ -19,27 +19,27 @@ import ml_collections
 from flax import jax_utils
 import numpy as np
 
+from xdn import batching
 from xdn import models
+from xdn import state as state_lib
 from xdn import train
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-MODELS = ('autoencoder', 'vae', 'seed_skip', 'unet')
+MODELS = models.MODELS
 
 
 def model_config(name: str) -> ml_collections.ConfigDict:
-  """`configs/<name>.py`'s config (the model's defaults)."""
-  path = os.path.join(_REPO, 'configs', f'{name}.py')
-  spec = importlib.util.spec_from_file_location(f'xdn_bench_config_{name}',
-                                                path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  """The quick CPU variant of `configs/<name>.py` (installed with xdn)."""
+  # `configs` is installed beside `xdn` (setup.cfg), so this works from any
+  # directory, with `pip install .` as with `-e`.
+  return importlib.import_module(f'configs.{name}').get_config('quick')
 
 
 def median_images_per_second(step: Callable[[], Any], batch: int,
                              repeats: int) -> float:
-  """batch / median seconds of `repeats` calls of `step` (which must block)."""
+  """batch / median seconds of `repeats` calls of `step` (which must block).
+
+  The one timing loop of xdn's benchmarks (models and input pipeline).
+  """
   times = []
   for _ in range(repeats):
     start = time.perf_counter()
@@ -53,8 +53,8 @@ def time_model(config: ml_collections.ConfigDict, batch: int, repeats: int,
   """Train and eval images/s of `config`'s model on [batch, S, S, 1] images."""
   size = config.data.image_size
   model = models.create_model(config, bn_axis_name=train.AXIS)
-  state = train.create_train_state(config, model, jax.random.key(0),
-                                   (size, size, 1))
+  state = state_lib.create_train_state(config, model, jax.random.key(0),
+                                       (size, size, 1))
   n_params = sum(x.size for x in jax.tree.leaves(
       (state.params, state.batch_stats)))
   state = jax_utils.replicate(state, jax.local_devices()[:1])
@@ -80,8 +80,8 @@ def time_model(config: ml_collections.ConfigDict, batch: int, repeats: int,
 
   eval_model = models.create_model(config)
   apply = jax.jit(lambda v, x: eval_model.apply(v, x, train=False))
-  variables = jax.tree.map(lambda x: x[0], {'params': state.params,
-                                             'batch_stats': state.batch_stats})
+  variables = batching.unreplicate({'params': state.params,
+                                    'batch_stats': state.batch_stats})
   if not variables['batch_stats']:
     del variables['batch_stats']
   images = clean[0]
@@ -106,10 +106,7 @@ def pipeline_images_per_second(data_config: ml_collections.ConfigDict,
     try:
       for _ in range(max(1, steps // 10)):  # Warm-up: fill the prefetch.
         next(batches)
-      start = time.perf_counter()
-      for _ in range(steps):
-        next(batches)
-      rate = steps * batch / (time.perf_counter() - start)
+      rate = median_images_per_second(lambda: next(batches), batch, steps)
     finally:
       batches.close()
     return {'images_per_s': round(rate, 1), 'data': data_config.name}

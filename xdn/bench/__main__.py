@@ -12,8 +12,10 @@ import json
 from absl import app
 from absl import flags
 
-_MODELS = flags.DEFINE_list('models', ['autoencoder', 'vae', 'seed_skip',
-                                       'unet'], 'Models to time.')
+from xdn import errors
+from xdn import models
+
+_MODELS = flags.DEFINE_list('models', list(models.MODELS), 'Models to time.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 128, 'Images per step.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed steps (median).')
 _WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed steps after compiling.')
@@ -30,10 +32,16 @@ def main(argv):
   from xdn import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.configure_xla_cpu()  # As run.py does: time what users train with.
   from xdn import bench  # pylint: disable=g-import-not-at-top
-  print(json.dumps(bench.benchmark(
-      _MODELS.value, batch_size=_BATCH_SIZE.value, repeats=_REPEATS.value,
-      warmup=_WARMUP.value, pipeline_steps=_PIPELINE_STEPS.value,
-      reference=_REFERENCE.value, data_dir=_DATA_DIR.value)))
+  try:
+    for name in _MODELS.value:
+      models.get_spec(name)
+    results = bench.benchmark(
+        _MODELS.value, batch_size=_BATCH_SIZE.value, repeats=_REPEATS.value,
+        warmup=_WARMUP.value, pipeline_steps=_PIPELINE_STEPS.value,
+        reference=_REFERENCE.value, data_dir=_DATA_DIR.value)
+  except errors.UserError as e:
+    raise SystemExit(f'error: {e}') from None
+  print(json.dumps(results))
 
 
 def run():

@@ -30,6 +30,7 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from xdn import errors
 from xdn import image_io
 from xdn import radiograph_io
 from xdn.data import patient_split
@@ -42,10 +43,10 @@ _SCALE = 65535.0
 def list_files(folder: str) -> list[str]:
   """Radiograph files under `folder` (recursive), as sorted relative paths."""
   if not folder:
-    raise ValueError("data.name='folder' needs the folder: pass "
-                     '--config.data.manual_dir=/path/to/radiographs')
+    raise errors.UserError("data.name='folder' needs the folder: pass "
+                           '--config.data.manual_dir=/path/to/radiographs')
   if not os.path.isdir(folder):
-    raise FileNotFoundError(
+    raise errors.UserError(
         f'data.manual_dir={folder!r} is not a folder; pass the folder that '
         'holds your radiographs')
   files = []
@@ -56,7 +57,7 @@ def list_files(folder: str) -> list[str]:
       if radiograph_io.is_radiograph_file(path):
         files.append(os.path.relpath(path, folder))
   if not files:
-    raise ValueError(
+    raise errors.UserError(
         f'no PNG, JPEG, TIFF, BMP or DICOM files in {folder!r}; pass a folder '
         'of radiographs as --config.data.manual_dir')
   return files
@@ -77,7 +78,7 @@ def parse_fractions(text: str) -> dict[str, float]:
     values = []
   if (len(values) != 3 or min(values) < 0 or
       abs(sum(values) - 1.0) > 1e-6):
-    raise ValueError(
+    raise errors.UserError(
         f'data.split_fractions={text!r} must be three fractions (train, '
         "validation, test) that sum to 1, e.g. '0.8,0.1,0.1'")
   return dict(zip(SPLITS, values))
@@ -106,8 +107,8 @@ class FolderImages:
   def __init__(self, folder: str, split: str, fractions: str,
                skip_corrupt: bool = False):
     if split not in SPLITS:
-      raise ValueError(f'split {split!r} is not a split of a folder; use one '
-                       f'of {SPLITS}')
+      raise errors.UserError(f'split {split!r} is not a split of a folder; use one '
+                             f'of {SPLITS}')
     self.what = f'folder {folder}:{split}'
     self.files = split_files(list_files(folder), fractions)[split]
     self.skipped: list[str] = []
@@ -129,7 +130,7 @@ class FolderImages:
             message = f'{message} (unexpected {type(e).__name__})'
             logging.warning('Traceback of %s:', relative, exc_info=e)
           if not skip_corrupt:
-            raise ValueError(
+            raise errors.UserError(
                 f'{message} (set --config.data.skip_corrupt=True to skip '
                 'unreadable files)') from e
           logging.warning('Skipping %s', message)
@@ -146,7 +147,7 @@ class FolderImages:
   def check_size(self, size: int) -> None:
     for relative, image in zip(self.files, self.images):
       if min(image.shape) < size:
-        raise ValueError(
+        raise errors.UserError(
             f'{self.what} image {relative!r} is {image.shape[0]}x'
             f'{image.shape[1]}, smaller than data.image_size={size}; lower '
             '--config.data.image_size or leave the file out')

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from xdn import errors
 from xdn import image_io
 from xdn.data import folder
 from xdn.data import prefetch
@@ -54,7 +55,7 @@ def prepare(data_config: DataConfig) -> None:
                  data_config.split_fractions)
     for role in ('train_split', 'eval_split'):
       if data_config[role] not in files or not files[data_config[role]]:
-        raise ValueError(
+        raise errors.UserError(
             f'split {data_config[role]!r} (data.{role}) of folder '
             f'{data_config.manual_dir!r} is empty or unknown; use one of '
             f'{folder.SPLITS} with data.split_fractions giving it images')
@@ -136,17 +137,17 @@ def train_batches(
   """
   shards = num_devices * process_count
   if global_batch_size <= 0 or global_batch_size % shards:
-    raise ValueError(
+    raise errors.UserError(
         f'batch_size={global_batch_size} must be a positive multiple of '
         f'num_devices * process_count = {num_devices} * {process_count}; '
         f'set --config.batch_size to a multiple of {shards}.')
   if not 0 <= process_index < process_count:
-    raise ValueError(
+    raise errors.UserError(
         f'process_index={process_index} not in [0, {process_count}).')
   images = _split_images(data_config, data_config.train_split)
   if not len(images):
-    raise ValueError(f'{images.what} has no images; choose another '
-                     '--config.data.train_split.')
+    raise errors.UserError(f'{images.what} has no images; choose another '
+                           '--config.data.train_split.')
   size = data_config.image_size
   images.check_size(size)
   local = global_batch_size // process_count
@@ -285,7 +286,7 @@ def _load_split(name: str, data_dir: str, manual_dir: str, split: str):
       source = builder.as_data_source(
           split, decoders={'image': tfds.decode.SkipDecoding()})
     except NotImplementedError as e:  # Prepared as TFRecord, outside xdn.
-      raise ValueError(
+      raise errors.UserError(
           f'{name} in {builder.data_dir} was prepared without random access; '
           'xdn prepares it as ArrayRecord: delete that folder (or choose '
           'another --config.data.data_dir) and run again.') from e
@@ -316,14 +317,14 @@ def _prepared_builder(name: str, data_dir: str, manual_dir: str,
   try:
     builder = tfds.builder(name, data_dir=data_dir or None, **kwargs)
   except tfds.core.registered.DatasetNotFoundError as e:
-    raise ValueError(
+    raise errors.UserError(
         f"data.name={name!r} is not a known TFDS data set; use "
         "'chest_xray_sample' or 'chest_xray/64', '/128', '/256', '/full'."
     ) from e
   if builder.is_prepared():
     return builder
   if builder.MANUAL_DOWNLOAD_INSTRUCTIONS and not manual_dir:
-    raise ValueError(
+    raise errors.UserError(
         f'data set {name!r} is not prepared in {builder.data_dir} and needs '
         'the Kaggle download: get archive.zip from '
         f'{_KAGGLE_URL} and pass --config.data.manual_dir=/path/to/archive.zip')
@@ -343,14 +344,14 @@ def _fixed_shape(builder: tfds.core.DatasetBuilder) -> bool:
 
 def _check_split(builder: tfds.core.DatasetBuilder, split: str) -> None:
   if split not in builder.info.splits:
-    raise ValueError(
+    raise errors.UserError(
         f'split {split!r} is not in {builder.info.full_name}; available '
         f'splits: {sorted(builder.info.splits)}.')
 
 
 def _check_shape(shape: tuple[int, ...], size: int, what: str) -> None:
   if shape[0] < size or shape[1] < size:
-    raise ValueError(
+    raise errors.UserError(
         f'{what} is {shape[0]}x{shape[1]}, smaller than data.image_size='
         f'{size}; lower --config.data.image_size or use a larger data set '
         "config (e.g. data.name='chest_xray/256').")

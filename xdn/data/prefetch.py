@@ -1,4 +1,13 @@
-"""Host-side prefetching of batches on a background thread."""
+"""Host-side prefetching of batches on a background thread.
+
+flax's `jax_utils.prefetch_to_device` (which train.py also uses) overlaps
+only the copy to the device: the batch itself is made on the main thread.
+Here the batch is *made* ahead (gathers, crops, the folder source's
+downscaling), which on 2 CPU cores is several ms per batch that would
+otherwise stall every step. grain would do this too, with worker processes
+and another dependency; one thread suffices for numpy work that releases
+the GIL.
+"""
 
 from __future__ import annotations
 

@@ -29,11 +29,12 @@ class Encoder(nn.Module):
   # devices (synchronised BatchNorm): training on N devices then equals
   # training on one with the same global batch.
   bn_axis_name: Optional[str] = None
+  conv_impl: str = 'auto'  # See layers.use_fast.
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    conv = lambda f, name: layers.Conv(
-        f, (3, 3), strides=(2, 2), padding='VALID', kernel_init=KERAS_INIT,
+    conv = lambda f, name: layers.make_conv(
+        self.conv_impl, f, (3, 3), strides=(2, 2), padding='VALID', kernel_init=KERAS_INIT,
         dtype=self.dtype, name=name)
     x = nn.relu(conv(32, 'conv1')(x))
     x = nn.relu(conv(64, 'conv2')(x))
@@ -48,14 +49,15 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
   """Dense to an 8x8x32 map, then three transposed convolutions to 64x64x1."""
   dtype: Any = jnp.float32
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, z):
     x = nn.relu(nn.Dense(8 * 8 * 32, kernel_init=KERAS_INIT, dtype=self.dtype,
                          name='dense')(z))
     x = x.reshape((x.shape[0], 8, 8, 32))
-    convt = lambda f, s, name: layers.ConvTranspose(
-        f, (3, 3), strides=(s, s), padding='SAME', kernel_init=KERAS_INIT,
+    convt = lambda f, s, name: layers.make_conv_transpose(
+        self.conv_impl, f, (3, 3), strides=(s, s), padding='SAME', kernel_init=KERAS_INIT,
         dtype=self.dtype, name=name)
     x = nn.relu(convt(64, 4, 'convt1')(x))
     x = nn.relu(convt(32, 2, 'convt2')(x))
@@ -67,11 +69,13 @@ class Autoencoder(nn.Module):
   latent_dim: int = 64
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None
+  conv_impl: str = 'auto'
 
   def setup(self):
     self.encoder = Encoder(self.latent_dim, dtype=self.dtype,
-                           bn_axis_name=self.bn_axis_name)
-    self.decoder = Decoder(dtype=self.dtype)
+                           bn_axis_name=self.bn_axis_name,
+                           conv_impl=self.conv_impl)
+    self.decoder = Decoder(dtype=self.dtype, conv_impl=self.conv_impl)
 
   def __call__(self, x, *, train: bool = False):
     return self.decoder(self.encoder(x, train=train)).astype(jnp.float32)

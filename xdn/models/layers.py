@@ -123,6 +123,39 @@ def _forward(x, w, strides, pads, dilation):
   return _dilated_conv(x, w, dilation, pads)
 
 
+def _dilated_size(size: int, dilation: int) -> int:
+  return 0 if size == 0 else 1 + dilation * (size - 1)
+
+
+def _input_grad_padding(in_shape, kernel_shape, strides, out_shape, pads,
+                        dilation) -> list[tuple[int, int]]:
+  """Pads of the convolution that computes an input gradient.
+
+  The same arithmetic as lax's transpose rule for `conv_general_dilated`
+  (written out here: lax keeps it private).
+  """
+  result = []
+  for n, k, s, o, (lo, _), d in zip(in_shape, kernel_shape, strides,
+                                     out_shape, pads, dilation):
+    before = k - lo - 1
+    after = _dilated_size(n, d) + k - 1 - _dilated_size(o, s) - before
+    result.append((before, after))
+  return result
+
+
+def _conv_transpose_padding(k: int, s: int, padding: str) -> tuple[int, int]:
+  """lax.conv_transpose's explicit pads for 'SAME' / 'VALID' (as lax)."""
+  if padding == 'SAME':
+    total = k + s - 2
+    before = k - 1 if s > k - 1 else -(-total // 2)
+  elif padding == 'VALID':
+    total = k + s - 2 + max(k - s, 0)
+    before = k - 1
+  else:
+    raise ValueError(f'padding must be SAME or VALID, got {padding!r}')
+  return before, total - before
+
+
 def _lax_input_grad(dy, w, x_shape, strides, pads, dilation):
   """d(loss)/dx as lax's own transpose of the convolution computes it."""
   x = jax.ShapeDtypeStruct(x_shape, dy.dtype)
@@ -136,10 +169,8 @@ def _input_grad(dy, w, x_shape, strides, pads, dilation):
     # The transpose of an input-dilated convolution is a strided one,
     # which XLA runs fast as it is.
     return _lax_input_grad(dy, w, x_shape, strides, pads, dilation)
-  from jax._src.lax.convolution import _conv_general_vjp_lhs_padding  # pylint: disable=g-import-not-at-top
-  (kh, kw) = w.shape[:2]
-  t_pads = _conv_general_vjp_lhs_padding(
-      x_shape[1:3], (kh, kw), strides, dy.shape[1:3], pads, dilation, (1, 1))
+  t_pads = _input_grad_padding(x_shape[1:3], w.shape[:2], strides,
+                               dy.shape[1:3], pads, dilation)
   w_t = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
   return _forward(dy, w_t, dilation, tuple(map(tuple, t_pads)), strides)
 
@@ -215,7 +246,6 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
 def conv_transpose(x: jax.Array, w: jax.Array, strides: Sequence[int],
                    padding: Padding) -> jax.Array:
   """`lax.conv_transpose(x, w, strides, padding)` for NHWC/HWIO, fast."""
-  from jax._src.lax.convolution import _conv_transpose_padding  # pylint: disable=g-import-not-at-top
   strides = tuple(strides)
   if isinstance(padding, str):
     pads = tuple(_conv_transpose_padding(k, s, padding.upper())
@@ -274,3 +304,31 @@ class ConvTranspose(nn.ConvTranspose):
     if bias is not None:
       y += bias.reshape((1,) * (y.ndim - 1) + (-1,))
     return y.reshape(batch_shape + y.shape[1:])
+
+
+# ---------------------------------------------------------- choosing
+
+
+IMPLS = ('auto', 'fast', 'xla')
+
+
+def use_fast(impl: str) -> bool:
+  """Whether `impl` ('auto', 'fast' or 'xla') means the layers above.
+
+  'auto' picks them on CPU only: they were measured there (see the module
+  docstring); on GPU and TPU, XLA's own convolutions are the tuned path.
+  """
+  if impl not in IMPLS:
+    raise ValueError(f'unknown model.conv_impl {impl!r}; use one of {IMPLS}')
+  return impl == 'fast' or (impl == 'auto' and jax.default_backend() == 'cpu')
+
+
+def make_conv(impl: str, *args, **kwargs) -> nn.Module:
+  """A `Conv` (fast) or `flax.linen.Conv`, by `impl`; same parameters."""
+  return (Conv if use_fast(impl) else nn.Conv)(*args, **kwargs)
+
+
+def make_conv_transpose(impl: str, *args, **kwargs) -> nn.Module:
+  """A `ConvTranspose` (fast) or `flax.linen.ConvTranspose`, by `impl`."""
+  return (ConvTranspose if use_fast(impl) else nn.ConvTranspose)(
+      *args, **kwargs)

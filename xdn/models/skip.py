@@ -24,23 +24,24 @@ _DECODER = ((256, 4), (128, 8), (64, 16), (64, 16))
 class SeedSkipAutoencoder(nn.Module):
   """Noisy [B, 64, 64, 1] -> denoised [B, 64, 64, 1]."""
   dtype: Any = jnp.float32
+  conv_impl: str = 'auto'  # See layers.use_fast.
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
     del train  # No BatchNorm or dropout in the seed model.
     skips = []
     for i, (f, k, s) in enumerate(_ENCODER):
-      x = nn.relu(layers.Conv(f, (k, k), strides=(s, s), padding='SAME',
-                              kernel_init=KERAS_INIT, dtype=self.dtype,
-                              name=f'enc{i + 1}')(x))
+      x = nn.relu(layers.make_conv(
+          self.conv_impl, f, (k, k), strides=(s, s), padding='SAME',
+          kernel_init=KERAS_INIT, dtype=self.dtype, name=f'enc{i + 1}')(x))
       skips.append(x)
     # Skips at 8x8 (enc4), 16x16 (enc3), 32x32 (enc2), 64x64 (enc1).
     for i, ((f, k), skip) in enumerate(zip(_DECODER, skips[-2::-1])):
-      x = nn.relu(layers.ConvTranspose(
-          f, (k, k), strides=(2, 2), padding='SAME', kernel_init=KERAS_INIT,
+      x = nn.relu(layers.make_conv_transpose(
+          self.conv_impl, f, (k, k), strides=(2, 2), padding='SAME', kernel_init=KERAS_INIT,
           dtype=self.dtype, name=f'dec{i + 1}')(x))
       x = x + skip
-    x = layers.ConvTranspose(1, (64, 64), strides=(1, 1), padding='SAME',
-                             kernel_init=KERAS_INIT, dtype=self.dtype,
-                             name='out')(x)
+    x = layers.make_conv_transpose(
+        self.conv_impl, 1, (64, 64), strides=(1, 1), padding='SAME',
+        kernel_init=KERAS_INIT, dtype=self.dtype, name='out')(x)
     return x.astype(jnp.float32)

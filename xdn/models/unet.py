@@ -21,6 +21,7 @@ the shipped model uses:
     levels seen in training.
 """
 
+import functools
 import math
 from typing import Any, Optional
 
@@ -28,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from xdn import errors
 from xdn.models import layers
 
 
@@ -42,8 +44,8 @@ def _norm(kind: str, features: int, train: bool, dtype: Any, name: str,
                         name=name)
   if kind == 'none':
     return lambda x: x
-  raise ValueError(f"unknown model.norm {kind!r}; use 'batch', 'group' or "
-                   "'none'")
+  raise errors.UserError(f"unknown model.norm {kind!r}; use 'batch', 'group' or "
+                         "'none'")
 
 
 class ConvBlock(nn.Module):
@@ -53,14 +55,15 @@ class ConvBlock(nn.Module):
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None
   use_bias: bool = True  # Only without normalisation, which has its own.
+  conv_impl: str = 'auto'  # See layers.use_fast.
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     for i in range(2):
-      x = layers.Conv(self.features, (3, 3), padding='SAME',
-                      use_bias=self.norm == 'none' and self.use_bias,
-                      dtype=self.dtype,
-                      name=f'conv{i + 1}')(x)
+      x = layers.make_conv(
+          self.conv_impl, self.features, (3, 3), padding='SAME',
+          use_bias=self.norm == 'none' and self.use_bias, dtype=self.dtype,
+          name=f'conv{i + 1}')(x)
       norm = _norm(self.norm, self.features, train, self.dtype,
                    f'norm{i + 1}', self.bn_axis_name)
       x = nn.relu(norm(x))
@@ -77,63 +80,62 @@ class UNet(nn.Module):
   residual: bool = True
   use_bias: bool = True
   noise_map: bool = False  # The input's last channel is the noise std map.
+  conv_impl: str = 'auto'  # See layers.use_fast.
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None  # See autoencoder.Encoder.
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
     if self.down not in ('conv', 'pool'):
-      raise ValueError(f"unknown model.down {self.down!r}; use 'conv' or "
-                       "'pool'")
+      raise errors.UserError(f"unknown model.down {self.down!r}; use 'conv' "
+                             "or 'pool'")
     if self.up not in ('transpose', 'resize'):
-      raise ValueError(f"unknown model.up {self.up!r}; use 'transpose' or "
-                       "'resize'")
+      raise errors.UserError(f"unknown model.up {self.up!r}; use "
+                             "'transpose' or 'resize'")
     b, h, w, c = x.shape
     out_channels = c - 1 if self.noise_map else c
     if out_channels < 1:
-      raise ValueError(f'a noise_map U-Net needs an image channel and a map '
-                       f'channel; got {c} channel(s)')
+      raise errors.UserError('a noise_map U-Net needs an image channel and a '
+                             f'map channel; got {c} channel(s)')
     multiple = 2**self.depth
     pad_h, pad_w = -h % multiple, -w % multiple
     # Reflect padding needs pad < size; 'edge' serves tiny images.
     mode = 'reflect' if pad_h < h and pad_w < w else 'edge'
     inputs = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode=mode)
+    conv = functools.partial(layers.make_conv, self.conv_impl,
+                             use_bias=self.use_bias, dtype=self.dtype)
+    block = functools.partial(ConvBlock, norm=self.norm, dtype=self.dtype,
+                              bn_axis_name=self.bn_axis_name,
+                              use_bias=self.use_bias,
+                              conv_impl=self.conv_impl)
 
     y = inputs.astype(self.dtype)
     skips = []
     for level in range(self.depth):
       width = self.base_width * 2**level
-      y = ConvBlock(width, self.norm, self.dtype, self.bn_axis_name,
-                    self.use_bias, name=f'down{level}')(
-          y, train=train)
+      y = block(width, name=f'down{level}')(y, train=train)
       skips.append(y)
       if self.down == 'pool':
         y = nn.max_pool(y, (2, 2), strides=(2, 2))
       else:
-        y = layers.Conv(width, (3, 3), strides=(2, 2), padding='SAME',
-                        use_bias=self.use_bias, dtype=self.dtype,
-                        name=f'pool{level}')(y)
-    y = ConvBlock(self.base_width * 2**self.depth, self.norm, self.dtype,
-                  self.bn_axis_name, self.use_bias, name='bottleneck')(
-                      y, train=train)
+        y = conv(width, (3, 3), strides=(2, 2), padding='SAME',
+                 name=f'pool{level}')(y)
+    y = block(self.base_width * 2**self.depth, name='bottleneck')(
+        y, train=train)
     for level in reversed(range(self.depth)):
       width = self.base_width * 2**level
       if self.up == 'transpose':
-        y = layers.ConvTranspose(width, (2, 2), strides=(2, 2),
-                                 use_bias=self.use_bias, dtype=self.dtype,
-                                 name=f'upsample{level}')(y)
+        y = layers.make_conv_transpose(
+            self.conv_impl, width, (2, 2), strides=(2, 2),
+            use_bias=self.use_bias, dtype=self.dtype,
+            name=f'upsample{level}')(y)
       else:
         n, hh, ww, ch = y.shape
         y = jax.image.resize(y, (n, 2 * hh, 2 * ww, ch), 'bilinear')
-        y = layers.Conv(width, (3, 3), padding='SAME',
-                        use_bias=self.use_bias, dtype=self.dtype,
-                        name=f'upsample{level}')(y)
+        y = conv(width, (3, 3), padding='SAME', name=f'upsample{level}')(y)
       y = jnp.concatenate([y, skips[level]], axis=-1)
-      y = ConvBlock(width, self.norm, self.dtype, self.bn_axis_name,
-                    self.use_bias, name=f'up{level}')(
-          y, train=train)
-    out = layers.Conv(out_channels, (1, 1), use_bias=self.use_bias,
-                      dtype=self.dtype, name='head')(y)
+      y = block(width, name=f'up{level}')(y, train=train)
+    out = conv(out_channels, (1, 1), name='head')(y)
     out = out.astype(jnp.float32)
     if self.residual:
       out = inputs[..., :out_channels] - out

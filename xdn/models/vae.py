@@ -38,11 +38,13 @@ class VAE(nn.Module):
   latent_dim: int = 64
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None  # See autoencoder.Encoder.
+  conv_impl: str = 'auto'  # See layers.use_fast.
 
   def setup(self):
     self.encoder = Encoder(2 * self.latent_dim, dtype=self.dtype,
-                           bn_axis_name=self.bn_axis_name)
-    self.decoder = Decoder(dtype=self.dtype)
+                           bn_axis_name=self.bn_axis_name,
+                           conv_impl=self.conv_impl)
+    self.decoder = Decoder(dtype=self.dtype, conv_impl=self.conv_impl)
 
   def encode(self, x, *, train: bool = False):
     """Returns (mean, logvar) of q(z | x), each [B, latent_dim]."""

@@ -1,0 +1,46 @@
+"""The denoiser shipped inside xdn: its weights, config and model card.
+
+`load()` reads them; `xdn.inference.load_pretrained()` makes a `Denoiser`
+of them. The files here are written by `python -m xdn.export` from a
+`run.py --config=configs/pretrained.py` training run (see MODEL_CARD.md):
+  weights.msgpack  the parameters (float16; flax msgpack serialization)
+  config.json      the training config, with the data path left out
+"""
+
+import json
+import os
+from typing import Any, Dict, Tuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from xdn import errors
+
+NAME = 'xdn-pretrained'
+FOLDER = os.path.dirname(os.path.abspath(__file__))
+WEIGHTS = 'weights.msgpack'
+CONFIG = 'config.json'
+
+
+def available(folder: str = FOLDER) -> bool:
+  return all(os.path.exists(os.path.join(folder, f))
+             for f in (WEIGHTS, CONFIG))
+
+
+def load(folder: str = FOLDER
+         ) -> Tuple[ml_collections.ConfigDict, Dict[str, Any], int]:
+  """(training config, variables {'params': float32 arrays}, step)."""
+  if not available(folder):
+    raise errors.UserError(
+        f'the shipped model is missing from {folder} ({WEIGHTS}, {CONFIG}); '
+        'reinstall xdn, or pass --workdir of a model you trained')
+  with open(os.path.join(folder, CONFIG)) as f:
+    saved = json.load(f)
+  with open(os.path.join(folder, WEIGHTS), 'rb') as f:
+    tree = flax.serialization.msgpack_restore(f.read())
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32),
+                        tree['params'])
+  config = ml_collections.ConfigDict(saved['config'])
+  return config, {'params': params, 'batch_stats': {}}, int(saved['step'])
