@@ -149,11 +149,10 @@ def test_neighbor2neighbor_on_four_devices_equals_one_and_learns(folders):
   assert np.mean(losses[-5:]) < losses[0]
 
 
-def write_workdir(config, workdir, params):
-  """A training workdir holding `params` at step 3, as run.py leaves one."""
+def write_workdir(config, workdir, state):
+  """A training workdir holding `state` at step 3, as run.py leaves one."""
   os.makedirs(workdir)
   checkpoints.write_config(workdir, config)
-  state = new_state(config).replace(params=params)
   ckpt = checkpoints.Checkpointer(workdir)
   ckpt.save(3, jax.device_get(flax.serialization.to_state_dict(state)))
   ckpt.close()
@@ -161,8 +160,9 @@ def write_workdir(config, workdir, params):
 
 def test_fine_tune_from_a_workdir_then_resume(folders, tmp_path):
   source = make_config(folders[1])
-  start = jax.tree.map(lambda x: x + 0.01, new_state(source).params)
-  write_workdir(source, str(tmp_path / 'source'), start)
+  state = new_state(source)
+  start = jax.tree.map(lambda x: x + 0.01, state.params)
+  write_workdir(source, str(tmp_path / 'source'), state.replace(params=start))
 
   # The model section comes from the weights, and so do they.
   tune = make_config(folders[1], 'noise2self')

@@ -127,20 +127,27 @@ def cell_size(density: float) -> int:
   return max(int(round(density**-0.5)), 2)
 
 
-def blind_spot_mask(key: Array, height: int, width: int,
-                    density: float) -> Array:
-  """A bool [H, W] mask with one pixel at a random place in each s x s cell.
+def mask_positions(key: Array, height: int, width: int,
+                   density: float) -> Tuple[Array, Array]:
+  """(rows, cols) [h, w] of one random pixel in each s x s cell.
 
   Stratified as in Noise2Void: masked pixels are spread evenly, never in
-  clumps. Cells cut by the border keep their pixel only if it falls inside.
+  clumps. Cells cut by the border may place theirs outside the image.
   """
   s = cell_size(density)
-  rows, cols = -(-height // s), -(-width // s)
-  offsets = jax.random.randint(key, (2, rows, cols), 0, s)
-  r = (jnp.arange(rows) * s)[:, None] + offsets[0]
-  c = (jnp.arange(cols) * s)[None, :] + offsets[1]
-  mask = jnp.zeros((rows * s, cols * s), bool).at[r, c].set(True)
-  return mask[:height, :width]
+  offsets = jax.random.randint(key, (2, -(-height // s), -(-width // s)), 0,
+                               s)
+  rows = (jnp.arange(offsets.shape[1]) * s)[:, None] + offsets[0]
+  cols = (jnp.arange(offsets.shape[2]) * s)[None, :] + offsets[1]
+  return rows, cols
+
+
+def blind_spot_mask(key: Array, height: int, width: int,
+                    density: float) -> Array:
+  """The bool [H, W] mask of `mask_positions`."""
+  rows, cols = mask_positions(key, height, width, density)
+  return jnp.zeros((height, width), bool).at[rows, cols].set(
+      True, mode='drop')
 
 
 def _neighbour_shifts(box: int) -> Tuple[Tuple[int, int], ...]:
@@ -149,33 +156,31 @@ def _neighbour_shifts(box: int) -> Tuple[Tuple[int, int], ...]:
                if (dy, dx) != (0, 0))
 
 
-def replacement_values(key: Array, image: Array, box: int,
-                       how: str) -> Array:
-  """For every pixel of `image` [H, W, C], a value from its box, not itself.
+def replacements_at(key: Array, image: Array, rows: Array, cols: Array,
+                    box: int, how: str) -> Array:
+  """Values for pixels (rows, cols) of `image` [H, W, C] from their box.
 
-  A neighbour outside the image is taken mirrored through the pixel (row
-  i - dy for i + dy), never by padding the image: reflect padding hands a
-  pixel next to the border its own value (row -1 is row 1). H and W must
-  exceed `box`.
+  Never the pixel itself: a neighbour outside the image is taken mirrored
+  through the pixel (row i - dy for i + dy), not from a padded image, where
+  reflect padding would hand a pixel next to the border its own value (row
+  -1 is row 1). H and W must exceed `box`. Returns [*rows.shape, C].
   """
   h, w, _ = image.shape
+  rows, cols = jnp.minimum(rows, h - 1), jnp.minimum(cols, w - 1)
   shifts = jnp.asarray(_neighbour_shifts(box))  # [K, 2]
 
-  def source(offsets):  # offsets [..., 2] -> (rows, cols) inside the image.
-    rows = jnp.arange(h)[:, None] + offsets[..., 0]
-    cols = jnp.arange(w)[None, :] + offsets[..., 1]
-    rows = jnp.where((rows >= 0) & (rows < h), rows,
-                     2 * jnp.arange(h)[:, None] - rows)
-    cols = jnp.where((cols >= 0) & (cols < w), cols,
-                     2 * jnp.arange(w)[None, :] - cols)
-    return rows, cols
+  def source(dy, dx):
+    r, c = rows + dy, cols + dx
+    return (jnp.where((r >= 0) & (r < h), r, rows - dy),
+            jnp.where((c >= 0) & (c < w), c, cols - dx))
 
   if how == 'random':
-    choice = jax.random.randint(key, (h, w), 0, len(shifts))
-    return image[source(shifts[choice])]
-  rows, cols = jax.vmap(lambda o: source(jnp.broadcast_to(o, (h, w, 2))))(
-      shifts)
-  stack = image[rows, cols]  # [K, H, W, C]
+    choice = jax.random.randint(key, rows.shape, 0, len(shifts))
+    return image[source(shifts[choice, 0], shifts[choice, 1])]
+  # Only the masked pixels' boxes: a median over every pixel's box would
+  # cost as much as the network.
+  r, c = source(shifts[:, 0, None, None], shifts[:, 1, None, None])
+  stack = image[r, c]  # [K, *rows.shape, C]
   if how == 'median':
     return jnp.median(stack, axis=0)
   if how == 'mean':
@@ -184,16 +189,28 @@ def replacement_values(key: Array, image: Array, box: int,
                          f'{REPLACEMENTS}')
 
 
-def mask_images(keys: Array, images: Array, loss_config: ml_collections.ConfigDict
+def replacement_values(key: Array, image: Array, box: int,
+                       how: str) -> Array:
+  """`replacements_at` every pixel of `image` [H, W, C]."""
+  rows, cols = jnp.meshgrid(jnp.arange(image.shape[0]),
+                            jnp.arange(image.shape[1]), indexing='ij')
+  return replacements_at(key, image, rows, cols, box, how)
+
+
+def mask_images(keys: Array, images: Array,
+                loss_config: ml_collections.ConfigDict
                 ) -> Tuple[Array, Array]:
   """Blind-spot inputs: (masked images, float mask [B, H, W, 1])."""
   def one(key, image):
     mask_key, value_key = jax.random.split(key)
-    mask = blind_spot_mask(mask_key, image.shape[0], image.shape[1],
-                           loss_config.mask_density)[:, :, None]
-    values = replacement_values(value_key, image, loss_config.mask_box,
-                                loss_config.mask_replace)
-    return jnp.where(mask, values, image), mask.astype(image.dtype)
+    h, w, _ = image.shape
+    rows, cols = mask_positions(mask_key, h, w, loss_config.mask_density)
+    values = replacements_at(value_key, image, rows, cols,
+                             loss_config.mask_box, loss_config.mask_replace)
+    # Positions outside the image (cut border cells) are dropped.
+    masked = image.at[rows, cols].set(values, mode='drop')
+    mask = jnp.zeros_like(image).at[rows, cols].set(1.0, mode='drop')
+    return masked, mask
   return jax.vmap(one)(keys, images)
 
 
