@@ -19,6 +19,48 @@ def model_config(name: str, **fields) -> ml_collections.ConfigDict:
   return models.model_config(name, **fields)
 
 
+def folder_data(config: ml_collections.ConfigDict, *,
+                native_fraction: float,
+                max_downscale: float) -> ml_collections.ConfigDict:
+  """Training on random 64x64 patches of a folder of radiographs.
+
+  The folder is required: --config.data.manual_dir=FOLDER. Unreadable files
+  are skipped with a warning and counted.
+  """
+  data = config.data
+  data.name = 'folder'
+  data.manual_dir = ''
+  data.image_size = 64
+  data.random_crop = data.flip = data.rot90 = True
+  data.native_fraction = native_fraction
+  data.max_downscale = max_downscale
+  data.skip_corrupt = True
+  return config
+
+
+def adam_cosine(config: ml_collections.ConfigDict,
+                warmup_steps: int) -> ml_collections.ConfigDict:
+  """Adam at 1e-3 with warm-up and cosine decay, batch 32 (the U-Nets')."""
+  config.optimizer.name = 'adam'
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.schedule = 'cosine'
+  config.optimizer.warmup_steps = warmup_steps
+  config.batch_size = 32
+  return config
+
+
+def unet_budget(config: ml_collections.ConfigDict,
+                arg: str) -> ml_collections.ConfigDict:
+  """The U-Nets' training length: 20,000 steps (an accelerator's job); the
+  ':quick' variant trains width 16 for 800 steps (minutes on a CPU)."""
+  config.num_train_steps = 20000
+  config.eval_every_steps = 1000
+  config.checkpoint_every_steps = 1000
+  if arg == 'quick':
+    config.model.base_width = 16
+  return variant(config, arg)
+
+
 def quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The CPU-minutes variant of a config (`--config=configs/X.py:quick`).
 

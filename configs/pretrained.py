@@ -22,15 +22,9 @@ def get_config(arg: str = ''):
       'unet', depth=4, base_width=16, norm='none', use_bias=False,
       noise_map=True)
 
-  config.data.name = 'folder'
-  config.data.manual_dir = ''  # Required: --config.data.manual_dir=FOLDER.
-  config.data.image_size = 64
-  config.data.random_crop = True
-  config.data.flip = True
-  config.data.rot90 = True
-  config.data.native_fraction = 0.5
-  config.data.max_downscale = 16.0
-  config.data.skip_corrupt = True
+  # Half the patches at native resolution, half from the image shrunk by
+  # 1-16x (a 1024x1024 radiograph shrunk 16x is a 64x64 thumbnail).
+  default.folder_data(config, native_fraction=0.5, max_downscale=16.0)
 
   # Evaluation at Gaussian sigma 25; training draws per image: Gaussian
   # (twice as often) with sigma in [0, 55], or Poisson-Gaussian with a dose
@@ -45,12 +39,8 @@ def get_config(arg: str = ''):
   config.noise.max_read_noise = 5.0
 
   config.loss.name = 'mse'
-  config.optimizer.name = 'adam'
-  config.optimizer.learning_rate = 1e-3
-  config.optimizer.schedule = 'cosine'
-  config.optimizer.warmup_steps = 200
-  config.batch_size = 32
-  config.num_train_steps = 12000
+  default.adam_cosine(config, warmup_steps=200)
+  config.num_train_steps = 10000
   config.log_every_steps = 100
   config.eval_every_steps = 1000
   config.checkpoint_every_steps = 250

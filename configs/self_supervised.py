@@ -26,33 +26,14 @@ def get_config(arg: str = ''):
   # that of the weights (xdn/warm_start.py).
   config.model = default.model_config('unet', base_width=32, depth=4)
 
-  config.data.name = 'folder'
-  config.data.manual_dir = ''  # Required: --config.data.manual_dir=FOLDER.
-  config.data.image_size = 64
-  config.data.random_crop = True
-  config.data.flip = True
-  config.data.rot90 = True
   # Native resolution only: downscaling averages neighbouring pixels, which
   # correlates their noise, and every loss here assumes independent pixels.
-  config.data.native_fraction = 1.0
-  config.data.max_downscale = 1.0
-  config.data.skip_corrupt = True
+  default.folder_data(config, native_fraction=1.0, max_downscale=1.0)
 
   config.noise.kind = 'none'  # The data are noisy already.
   config.noise.level = 0.0
 
   config.loss.name = 'neighbor2neighbor'  # Or 'noise2self', 'sure'.
 
-  config.optimizer.name = 'adam'
-  config.optimizer.learning_rate = 1e-3
-  config.optimizer.schedule = 'cosine'
-  config.optimizer.warmup_steps = 50
-  config.batch_size = 32
-  # As configs/unet.py: 20,000 steps for an accelerator; ':quick' is the
-  # CPU-minutes variant (width 16, 800 steps).
-  config.num_train_steps = 20000
-  config.eval_every_steps = 1000
-  config.checkpoint_every_steps = 1000
-  if arg == 'quick':
-    config.model.base_width = 16
-  return default.variant(config, arg)
+  default.adam_cosine(config, warmup_steps=50)
+  return default.unet_budget(config, arg)

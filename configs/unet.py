@@ -22,15 +22,5 @@ def get_config(arg: str = ''):
   config.data.flip = True
   config.data.rot90 = True
   config.data.random_crop = True
-  config.optimizer.name = 'adam'
-  config.optimizer.learning_rate = 1e-3
-  config.optimizer.schedule = 'cosine'
-  config.optimizer.warmup_steps = 50
-  config.batch_size = 32
-  config.num_train_steps = 20000
-  config.eval_every_steps = 1000
-  config.checkpoint_every_steps = 1000
-  if arg == 'quick':
-    # Width 16 keeps the 800 steps under 10 minutes on 2 CPU cores.
-    config.model.base_width = 16
-  return default.variant(config, arg)
+  default.adam_cosine(config, warmup_steps=50)
+  return default.unet_budget(config, arg)

@@ -40,7 +40,15 @@ def kaggle_zip(tmp_path_factory):
 @pytest.fixture(scope='module')
 def built_from_zip(kaggle_zip, tmp_path_factory):
   path, _ = kaggle_zip
-  return _build('chest_xray/64', tmp_path_factory.mktemp('tfds'), path)
+  # TFDS's manual_dir is a folder: the one holding the zip.
+  return _build('chest_xray/64', tmp_path_factory.mktemp('tfds'), path.parent)
+
+
+def test_zip_file_as_tfds_manual_dir_says_to_pass_its_folder(kaggle_zip,
+                                                             tmp_path):
+  path, _ = kaggle_zip
+  with pytest.raises(FileNotFoundError, match='the folder holding the zip'):
+    _build('chest_xray/64', tmp_path / 'tfds', path)
 
 
 def test_builder_names():

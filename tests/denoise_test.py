@@ -14,6 +14,7 @@ import pytest
 from scipy import ndimage
 
 from configs import default
+from tests import dicom_fixtures
 from xdn import checkpoints
 from xdn import denoise
 from xdn import models
@@ -78,22 +79,8 @@ def gradient(h: int, w: int, top: int, seed: int = 0) -> np.ndarray:
 
 def write_dicom(path, pixels: np.ndarray, photometric: str, bits: int,
                 slope: float = 1.0, intercept: float = 0.0) -> None:
-  meta = pydicom.dataset.FileMetaDataset()
-  meta.MediaStorageSOPClassUID = uid.DigitalXRayImageStorageForPresentation
-  meta.MediaStorageSOPInstanceUID = uid.generate_uid()
-  meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
-  ds = pydicom.Dataset()
-  ds.file_meta = meta
-  ds.SOPClassUID = meta.MediaStorageSOPClassUID
-  ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-  ds.SeriesInstanceUID = uid.generate_uid()
-  ds.PatientName = 'Test^Patient'
-  ds.Modality = 'DX'
-  ds.ImageType = ['ORIGINAL', 'PRIMARY']
-  ds.RescaleSlope = slope
-  ds.RescaleIntercept = intercept
-  ds.set_pixel_data(pixels, photometric, bits, generate_instance_uid=False)
-  ds.save_as(path, enforce_file_format=True)
+  ds = dicom_fixtures.dataset(pixels, photometric, bits, slope, intercept)
+  path.write_bytes(dicom_fixtures.encode(ds, uid.ExplicitVRLittleEndian))
 
 
 # --------------------------------------------------------------- round trips

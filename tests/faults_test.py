@@ -79,8 +79,8 @@ def host_state(config, abstract=False):
   """The state dict a run of `config` saves (shapes only if `abstract`)."""
   model = models.create_model(config, bn_axis_name=train.AXIS)
   size = models.fixed_input_size(config) or config.data.image_size
-  make = lambda: state_lib.create_train_state(config, model, jax.random.key(0),
-                                          (size, size, 1))
+  make = lambda: state_lib.create_train_state(
+      config, model, jax.random.key(0), (size, size, 1))
   state = jax.eval_shape(make) if abstract else make()
   return jax.device_get(flax.serialization.to_state_dict(state))
 
@@ -243,6 +243,26 @@ def test_workdir_of_another_model(tmp_path):
   with pytest.raises(ValueError, match='different model') as e:
     train.train_and_evaluate(small_config(str(tmp_path / 'tfds')), workdir)
   assert 'use a new --workdir' in str(e.value)
+
+
+def test_fields_that_change_no_shape_do_not_block_a_resume(tmp_path):
+  workdir = str(tmp_path / 'run')
+  os.makedirs(workdir)
+  saved = small_config(model__name='unet', model__depth=2)
+  checkpoints.write_config(workdir, saved)
+  changed = small_config(model__name='unet', model__depth=2,
+                         model__residual=False, model__dtype='bfloat16',
+                         noise__level=50.0, optimizer__learning_rate=1e-4)
+  checkpoints.check_compatible(workdir, changed)  # No error.
+  ckpt = checkpoints.Checkpointer(workdir)
+  ckpt.save(2, host_state(saved))
+  ckpt.wait()
+  restored = ckpt.restore(host_state(changed, abstract=True))
+  assert int(restored['step']) == 0  # host_state is a fresh state.
+  with pytest.raises(ValueError, match='does not match this model'):
+    ckpt.restore(host_state(small_config(model__name='unet', model__depth=3),
+                            abstract=True))
+  ckpt.close()
 
 
 @pytest.fixture(scope='module')

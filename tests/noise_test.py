@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from configs import default
 from xdn import noise
 
 # 4 x 256 x 256 = 262144 samples per statistic: the relative standard error
@@ -252,3 +253,40 @@ def test_corrupt_resolves_presets_and_clips():
   config = _noise_config(kind='salt_and_pepper_hard', level=0.0, clip=True)
   noisy = np.asarray(noise.corrupt(key(), flat(0.5), config, train=False))
   np.testing.assert_allclose((noisy != 0.5).mean(), 0.25, rtol=RTOL)
+
+
+def test_training_mixture_draws_kinds_and_reports_their_variance():
+  config = default.get_config().noise
+  config.kind = 'gaussian'
+  config.train_kinds = 'gaussian,poisson_gaussian'
+  config.min_level, config.max_level = 5.0, 50.0
+  config.min_dose, config.max_dose = 20.0, 500.0
+  config.max_read_noise = 4.0
+  config.clip = False
+  clean = jnp.full((64, 48, 48, 1), 0.5)
+  keys = jax.random.split(jax.random.key(0), 64)
+  noisy, a, b = jax.vmap(lambda k, x: noise.corrupt_with_params(
+      k, x[None], config, train=True))(keys, clean)
+  noisy, a, b = noisy[:, 0], a[:, 0], b[:, 0]
+  poisson = np.asarray(a) > 0
+  assert 10 < poisson.sum() < 54  # Both kinds drawn.
+  doses = 1 / np.asarray(a)[poisson]
+  assert doses.min() >= 20 - 1e-3 and doses.max() <= 500 + 1e-3
+  sigmas = 255 * np.sqrt(np.asarray(b)[~poisson])
+  assert sigmas.min() >= 5 - 1e-3 and sigmas.max() <= 50 + 1e-3
+  # The reported variance a * x + b is the noise's variance.
+  expected = np.asarray(a) * 0.5 + np.asarray(b)
+  measured = np.asarray(jnp.var(noisy - 0.5, axis=(1, 2, 3)))
+  np.testing.assert_allclose(measured, expected, rtol=0.15)
+
+
+def test_noise_std_map_follows_the_variance_model():
+  images = jnp.concatenate([jnp.full((1, 16, 16, 1), 0.2),
+                            jnp.full((1, 16, 16, 1), 0.8)])
+  std = noise.noise_std_map(images, jnp.array([0.01, 0.0]),
+                            jnp.array([0.0, 0.04]))
+  np.testing.assert_allclose(std[0], np.sqrt(0.01 * 0.2), rtol=1e-5)
+  np.testing.assert_allclose(std[1], 0.2, rtol=1e-5)
+  with_map = noise.with_noise_map(images, 0.0, 0.01)
+  assert with_map.shape == (2, 16, 16, 2)
+  np.testing.assert_array_equal(with_map[..., :1], images)

@@ -19,6 +19,7 @@ from xdn import image_io
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COMMAND_LINES = {'xdn.denoise', 'xdn.evaluate', 'xdn.export', 'xdn.bench',
+                 'xdn.curves',
                  'xdn.bench.__main__', 'xdn.data.noisy_copy'}
 # The bottom layer: pure functions and I/O, importing no other xdn layer.
 BOTTOM = {'xdn.noise', 'xdn.metrics', 'xdn.image_io', 'xdn.radiograph_io',

@@ -39,6 +39,7 @@ from xdn import errors
 from xdn import inference
 from xdn import metrics
 from xdn import noise
+from xdn import noise_estimation
 from xdn import radiograph_io
 
 FLAGS = flags.FLAGS
@@ -80,6 +81,9 @@ def define_flags() -> None:
   flags.DEFINE_bool('skip_slow', False, 'Leave out the slow baselines '
                     f'({", ".join(baselines.SLOW)}).')
   flags.DEFINE_integer('seed', 0, 'Noise seed.')
+  flags.DEFINE_bool('oracle_noise', False, 'Tell models with a noise-level '
+                    'input the true level (default: they estimate it, blind, '
+                    'as xdn-denoise does).')
   flags.DEFINE_string('cache', '', 'Folder that keeps the baselines\' '
                       'outputs (keyed by the noisy images), so reruns skip '
                       'them.')
@@ -93,6 +97,9 @@ def define_flags() -> None:
                       'in the figure (the first setting if not in the grid).')
   flags.DEFINE_integer('figure_image', 0, 'Index of the test image in the '
                        'figure.')
+  flags.DEFINE_integer('figure_crop', 256, 'Larger images are shown as this '
+                       'many pixels square around their centre, at full '
+                       'resolution (0: whole).')
 
 
 RESULT_FILES = ('eval_results.md', 'eval_results.csv', 'eval_results.json',
@@ -112,7 +119,8 @@ class Setting:
             'poisson': f'dose={self.level:.4g}',
             'poisson_gaussian': f'dose={self.level:.4g}',
             'salt_and_pepper': f'{self.level:.0%}',
-            'speckle': f'σ={self.level:.3g}'}[self.kind]
+            'speckle': f'σ={self.level:.3g}',
+            'none': 'clean'}[self.kind]
     return f'{self.preset} ({unit})' if self.preset else f'{self.kind} {unit}'
 
 
@@ -177,17 +185,50 @@ def _cached(cache_dir: str, fn, name: str, noisy: np.ndarray) -> np.ndarray:
   BM3D takes ~20 s for one 1024x1024 image: a rerun of the same grid (say,
   with another model) reuses the baselines' outputs.
   """
-  if not cache_dir:
-    return fn(noisy)
-  digest = hashlib.sha1(np.ascontiguousarray(noisy).tobytes()).hexdigest()
-  path = os.path.join(cache_dir, f'{name}-{digest[:20]}.npy')
-  if os.path.exists(path):
+  path = _cache_path(cache_dir, name, noisy)
+  if path and os.path.exists(path):
     return np.load(path)
   out = fn(noisy)
-  os.makedirs(cache_dir, exist_ok=True)
-  np.save(path + '.tmp.npy', out)
-  os.replace(path + '.tmp.npy', path)
+  if path:
+    _save_atomic(path, out)
   return out
+
+
+def _baseline_per_image(cache_dir: str, apply, name: str,
+                        noisy: Sequence[np.ndarray]) -> List[np.ndarray]:
+  """A baseline on images of any sizes, [H, W, 1] each, cached one by one.
+
+  Images of the same shape missing from the cache go to `apply` together,
+  so its worker pool shares them out.
+  """
+  outputs: List[Optional[np.ndarray]] = [None] * len(noisy)
+  paths = [_cache_path(cache_dir, name, n[None]) for n in noisy]
+  missing: Dict[Tuple[int, ...], List[int]] = {}
+  for i, path in enumerate(paths):
+    if path and os.path.exists(path):
+      outputs[i] = np.load(path)[0]
+    else:
+      missing.setdefault(noisy[i].shape, []).append(i)
+  for indices in missing.values():
+    results = apply(np.stack([noisy[i] for i in indices]))
+    for i, result in zip(indices, results):
+      outputs[i] = result
+      if paths[i]:
+        _save_atomic(paths[i], result[None])
+  return outputs
+
+
+def _cache_path(cache_dir: str, name: str, noisy: np.ndarray) -> str:
+  if not cache_dir:
+    return ''
+  digest = hashlib.sha1(np.ascontiguousarray(noisy).tobytes()).hexdigest()
+  return os.path.join(cache_dir, f'{name}-{digest[:20]}.npy')
+
+
+def _save_atomic(path: str, array: np.ndarray) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  np.save(path + '.tmp.npy', array)
+  os.replace(path + '.tmp.npy', path)
 
 
 def _scores_per_image(denoised: Sequence[np.ndarray],
@@ -212,19 +253,25 @@ def _summary(psnr: np.ndarray, ssim: np.ndarray) -> Dict[str, Any]:
           'psnr_per_image': psnr, 'num_images': len(psnr)}
 
 
-def apply_model(denoiser, noisy: np.ndarray) -> np.ndarray:
+def apply_model(denoiser, noisy: np.ndarray,
+                told: Optional[noise_estimation.NoiseEstimate] = None
+                ) -> np.ndarray:
   """Runs a model on [N, H, W, 1] images, tiling where it needs to.
 
-  Each image is denoised on its own (as `xdn-denoise` does): a model with a
-  noise-level input estimates each image's noise, never told the truth.
+  Each image is denoised as `xdn-denoise` would: a model with a noise-level
+  input estimates each image's noise unless `told` it. Small images go
+  through in batches, large ones one by one (whole or in tiles).
   """
   fixed = getattr(denoiser, 'fixed_size', None)
-  if not getattr(denoiser, 'takes_noise_map', False) and (
-      fixed is None and noisy.shape[1] * noisy.shape[2] <= 256 * 256 or
-      noisy.shape[1:3] == (fixed, fixed)):
+  small = fixed is None and noisy.shape[1] * noisy.shape[2] <= 256 * 256
+  if told is not None and getattr(denoiser, 'takes_noise_map', False):
+    if small:
+      return np.asarray(denoiser(noisy, [told] * len(noisy)), np.float32)
+    return np.stack([inference.denoise_image(denoiser, image[..., 0],
+                                             noise_level=told)
+                     for image in noisy])[..., None]
+  if small or noisy.shape[1:3] == (fixed, fixed):
     return np.asarray(denoiser(noisy), np.float32)
-  if fixed is None and noisy.shape[1] * noisy.shape[2] <= 256 * 256:
-    return np.asarray(denoiser(noisy), np.float32)  # Estimates per image.
   return np.stack([inference.denoise_image(denoiser, image[..., 0])
                    for image in noisy])[..., None]
 
@@ -243,7 +290,8 @@ def evaluate(clean: np.ndarray, settings: Sequence[Setting],
              models: Dict[str, Any], baseline_names: Sequence[str], *,
              seed: int = 0, read_noise: float = noise.DEFAULT_READ_NOISE, pool=None,
              figure_setting: Optional[Setting] = None,
-             figure_image: int = 0, cache_dir: str = '') -> Evaluation:
+             figure_image: int = 0, cache_dir: str = '',
+             oracle_noise: bool = False) -> Evaluation:
   """Scores every model and baseline on `clean` [N, S, S, 1] per setting.
 
   `models` maps column names to denoisers ([B, H, W, 1] -> same, in [0, 1]).
@@ -265,19 +313,26 @@ def evaluate(clean: np.ndarray, settings: Sequence[Setting],
     else:
       noisy = noisy_images(clean, setting, seed, read_noise)
     outputs = {}
+    told = None
+    if oracle_noise and setting.kind in noise.AFFINE_KINDS:
+      told = noise_estimation.known_noise(setting.kind, setting.level,
+                                          read_noise)
     for name, denoiser in models.items():
       begin = time.time()
-      outputs[name] = ([apply_model(denoiser, n[None])[0] for n in noisy]
-                       if per_image else apply_model(denoiser, noisy))
+      outputs[name] = ([apply_model(denoiser, n[None], told)[0]
+                        for n in noisy] if per_image
+                       else apply_model(denoiser, noisy, told))
       logging.info('  %s: %.2fs per image', name,
                    (time.time() - begin) / len(noisy))
     for name in baseline_names:
       begin = time.time()
-      run = functools.partial(_cached, cache_dir, functools.partial(
-          baselines.apply_many, name, kind=setting.kind, level=setting.level,
-          read_noise=read_noise, pool=pool), name)
+      apply = functools.partial(baselines.apply_many, name,
+                                kind=setting.kind, level=setting.level,
+                                read_noise=read_noise, pool=pool)
+      cache = cache_dir if name in baselines.SLOW else ''  # Others: ms.
       outputs[baselines.DISPLAY_NAMES[name]] = (
-          [run(n[None])[0] for n in noisy] if per_image else run(noisy))
+          _baseline_per_image(cache, apply, name, noisy) if per_image
+          else _cached(cache, apply, name, noisy))
       if name in baselines.SLOW:
         logging.info('  %s: %.2fs per image', name,
                      (time.time() - begin) / len(noisy))
@@ -324,6 +379,7 @@ def markdown_table(evaluation: Evaluation) -> str:
 
 _CSV_FIELDS = ('setting', 'kind', 'level', 'method', 'psnr', 'ssim',
                'psnr_std', 'ssim_std', 'num_images')
+_JSON_FIELDS = _CSV_FIELDS + ('psnr_per_image',)
 
 
 def write_results(out_dir: str, evaluation: Evaluation,
@@ -331,9 +387,11 @@ def write_results(out_dir: str, evaluation: Evaluation,
   """Writes the Markdown, CSV and JSON results; returns the Markdown table."""
   os.makedirs(out_dir, exist_ok=True)
   table = markdown_table(evaluation)
+  told = ('models told the true noise level' if meta.get(
+      'noise_told_to_models') else 'models estimate the noise level (blind)')
   preamble = (f'PSNR (dB) / SSIM on {meta["num_images"]} images of '
               f'{meta["data"]}:{meta["split"]}, noise seed {meta["seed"]}; '
-              'best per row in bold.\n\n')
+              f'{told}; best per row in bold.\n\n')
   _write_text(os.path.join(out_dir, 'eval_results.md'), preamble + table)
   with open(os.path.join(out_dir, 'eval_results.csv.tmp'), 'w',
             newline='') as f:
@@ -342,7 +400,8 @@ def write_results(out_dir: str, evaluation: Evaluation,
     writer.writerows(evaluation.rows)
   os.replace(os.path.join(out_dir, 'eval_results.csv.tmp'),
              os.path.join(out_dir, 'eval_results.csv'))
-  rows = [{k: r[k] for k in _CSV_FIELDS} for r in evaluation.rows]
+  rows = [{k: (np.round(r[k], 3).tolist() if k == 'psnr_per_image' else r[k])
+           for k in _JSON_FIELDS} for r in evaluation.rows]
   _write_text(os.path.join(out_dir, 'eval_results.json'), json.dumps(
       {**meta, 'methods': evaluation.methods,
        'settings': [dataclasses.asdict(s) | {'label': s.label}
@@ -357,8 +416,12 @@ def _write_text(path: str, text: str) -> None:
   os.replace(path + '.tmp', path)
 
 
-def save_figure(path: str, evaluation: Evaluation) -> None:
-  """clean | noisy | each method, PSNR in the titles, for one test image."""
+def save_figure(path: str, evaluation: Evaluation, crop: int = 0) -> None:
+  """clean | noisy | each method, PSNR in the titles, for one test image.
+
+  Images larger than `crop` (if > 0) show a centre crop at full resolution;
+  the PSNR in the titles is that of the whole image.
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -368,14 +431,20 @@ def save_figure(path: str, evaluation: Evaluation) -> None:
                                 if m != 'noisy input']
   fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 3.0),
                            squeeze=False)
+  h, w = clean.shape
+  top = (h - crop) // 2 if 0 < crop < h else 0
+  left = (w - crop) // 2 if 0 < crop < w else 0
+  window = np.s_[top:top + crop, left:left + crop] if crop > 0 else np.s_[:]
   for ax, name in zip(axes[0], names):
     image = panels[name]
-    ax.imshow(image, cmap='gray', vmin=0, vmax=1, interpolation='nearest')
+    ax.imshow(image[window], cmap='gray', vmin=0, vmax=1,
+              interpolation='nearest')
     if name == 'clean':
       title = 'clean'
     else:
-      mse = float(np.mean((image - clean) ** 2))
-      title = f'{name}\n{10 * np.log10(1 / max(mse, 1e-10)):.2f} dB'
+      psnr = float(metrics.psnr(jnp.asarray(image)[None, ..., None],
+                                jnp.asarray(clean)[None, ..., None])[0])
+      title = f'{name}\n{psnr:.2f} dB'
     ax.set_title(title, fontsize=9)
     ax.axis('off')
   fig.suptitle(evaluation.figure_setting.label, fontsize=10)
@@ -516,7 +585,8 @@ def _main() -> None:
                           seed=FLAGS.seed, read_noise=FLAGS.read_noise,
                           pool=pool, figure_setting=figure_setting,
                           figure_image=FLAGS.figure_image,
-                          cache_dir=FLAGS.cache)
+                          cache_dir=FLAGS.cache,
+                          oracle_noise=FLAGS.oracle_noise)
   finally:
     if pool is not None:
       pool.close()
@@ -524,12 +594,14 @@ def _main() -> None:
   meta = {'data': data_name, 'split': split,
           'num_images': len(clean), 'seed': FLAGS.seed,
           'read_noise': FLAGS.read_noise,
+          'noise_told_to_models': FLAGS.oracle_noise,
           'models': [{'column': label, 'workdir': w, 'name': d.name,
                       'step': d.step, 'checkpoint': FLAGS.checkpoint}
                      for label, w, d in zip(models, workdirs, denoisers)],
           'baselines': baseline_names}
   table = write_results(out_dir, evaluation, meta)
-  save_figure(os.path.join(out_dir, 'eval_figure.png'), evaluation)
+  save_figure(os.path.join(out_dir, 'eval_figure.png'), evaluation,
+              FLAGS.figure_crop)
   print(table)
   logging.info('Wrote %s to %s', ', '.join(RESULT_FILES), out_dir)
 

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 import concurrent.futures
 import functools
 import itertools
+import os
+import tempfile
 from typing import Any
 
 from absl import logging
@@ -333,9 +335,19 @@ def _prepared_builder(name: str, data_dir: str, manual_dir: str,
   logging.info('Preparing %s in %s (one-off).', name, builder.data_dir)
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(
-          manual_dir=manual_dir or None),
+          manual_dir=_as_folder(manual_dir) if manual_dir else None),
       file_format=file_format)
   return builder
+
+
+def _as_folder(manual_dir: str) -> str:
+  """TFDS's manual_dir is a folder: a zip file given is linked into one."""
+  if not os.path.isfile(manual_dir):
+    return manual_dir
+  folder = tempfile.mkdtemp(prefix='xdn_manual_')
+  os.symlink(os.path.abspath(manual_dir),
+             os.path.join(folder, os.path.basename(manual_dir)))
+  return folder
 
 
 def _fixed_shape(builder: tfds.core.DatasetBuilder) -> bool:

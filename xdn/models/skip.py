@@ -4,7 +4,8 @@ Faithful to the original `residual_network.py` (ResidualAutoencoder_V2_64):
 five SAME convolutions down to 4x4x518 (518 channels, as in the original),
 four transposed convolutions back up, each followed by the addition of the
 encoder feature map of the same size, and a final 64x64 transposed
-convolution with one linear output channel; 12,635,127 parameters.
+convolution with one linear output channel; 12,634,631 parameters
+(tests/models_test.py counts them).
 """
 
 from typing import Any

@@ -42,14 +42,15 @@ MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 Download the Kaggle data set "Chest X-Ray Images (Pneumonia)" (about 1.2 GB,
 licence CC BY 4.0) from {_HOMEPAGE}
 (button "Download", or `kaggle datasets download -d
-paultimothymooney/chest-xray-pneumonia`). Then point manual_dir at any of:
-  * the zip itself (archive.zip or chest-xray-pneumonia.zip; it is read in
-    place, not extracted),
-  * a folder holding that zip (every *.zip directly in it is read),
+paultimothymooney/chest-xray-pneumonia`). Then point manual_dir (a folder,
+as TFDS wants it) at any of:
+  * a folder holding the zip (archive.zip or chest-xray-pneumonia.zip; every
+    *.zip directly in it is read in place, not extracted),
   * the extracted `chest_xray/` folder, or the folder containing it.
 For example: tfds.load('chest_xray/256', download_and_prepare_kwargs=dict(
-download_config=tfds.download.DownloadConfig(manual_dir='~/Downloads/archive.zip')))
-or, with xdn, --config.data.manual_dir=~/Downloads/archive.zip .
+download_config=tfds.download.DownloadConfig(manual_dir='~/Downloads')))
+or, with xdn, --config.data.manual_dir=~/Downloads/archive.zip (xdn accepts
+the zip itself too).
 The same images are also on Mendeley Data: {_MENDELEY} (ZhangLabData).
 """
 
@@ -173,17 +174,22 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
 
 def _manual_path(dl_manager: tfds.download.DownloadManager) -> epath.Path:
-  """The manual_dir given by the user: a folder or a zip file."""
-  # The public `manual_dir` property rejects a zip file, so look first.
-  given = getattr(dl_manager, '_manual_dir', None)
-  if given is not None and epath.Path(given).is_file():
-    return epath.Path(given)
+  """The manual_dir folder: the extracted download or a folder holding it.
+
+  (TFDS's manual_dir is a folder; `find_images` also opens zips in it. xdn's
+  pipeline stages a zip given as --config.data.manual_dir in a folder.)
+  """
   try:
     return dl_manager.manual_dir
   except AssertionError as e:  # Missing or empty.
     raise FileNotFoundError(
-        f'chest_xray needs the Kaggle download in manual_dir ({given}), which '
-        f'is missing or empty.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}') from e
+        'chest_xray needs the Kaggle download in manual_dir, which is '
+        f'missing or empty.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}') from e
+  except NotADirectoryError as e:  # A file, e.g. the zip itself.
+    raise FileNotFoundError(
+        f'chest_xray: manual_dir must be a folder, got the file {e.filename}; '
+        'pass the folder holding the zip (xdn\'s '
+        '--config.data.manual_dir also takes the zip itself).') from e
 
 
 def _to_png(data: bytes, name: str, size: int | None):

@@ -1,0 +1,86 @@
+"""The noise estimator against known synthetic levels (and its error)."""
+
+import glob
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from xdn import image_io
+from xdn import noise
+from xdn import noise_estimation
+
+SAMPLE = os.path.join(os.path.dirname(__file__), '..', 'xdn', 'data',
+                      'chest_xray_sample', 'images')
+
+
+def _thumbnails(count=24):
+  files = sorted(glob.glob(os.path.join(SAMPLE, '*.png')))[:count]
+  return [image_io.to_float01(image_io.read_grayscale(f)) for f in files]
+
+
+def _radiograph(size=512, seed=0):
+  """A smooth, radiograph-like image at detector resolution: thumbnails
+  upsampled (bilinear), with a dark border as real films have."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  thumb = _thumbnails(seed + 1)[seed]
+  big = np.array(Image.fromarray(thumb.astype(np.float32), mode="F").resize(
+      (size, size), Image.Resampling.BILINEAR))
+  big[:, :size // 16] = 0.02
+  return np.clip(big, 0, 1)
+
+
+def _noisy(image, kind, level, seed):
+  return np.asarray(noise.add_noise(
+      jax.random.key(seed), jnp.asarray(image)[None, ..., None], kind, level,
+      clip=True, read_noise=0.0))[0, ..., 0]
+
+
+@pytest.mark.parametrize('sigma', [5, 15, 25, 50])
+def test_gaussian_sigma_at_full_resolution(sigma):
+  errors = [noise_estimation.estimate_noise(
+      _noisy(_radiograph(seed=s), 'gaussian', sigma, s)).sigma / sigma - 1
+            for s in range(3)]
+  # Measured: within 2% at sigma >= 15 on 512x512 (clipped at 0 and 1).
+  assert max(abs(e) for e in errors) < 0.05, errors
+
+
+@pytest.mark.parametrize('sigma', [15, 25, 50])
+def test_gaussian_sigma_on_thumbnails(sigma):
+  estimates = [noise_estimation.estimate_noise(_noisy(t, 'gaussian', sigma,
+                                                      i))
+               for i, t in enumerate(_thumbnails())]
+  relative = np.array([e.sigma / sigma - 1 for e in estimates])
+  # 64x64: 1024 wavelet coefficients; median error a few %, spread ~10%.
+  assert abs(np.median(relative)) < 0.06, relative
+  assert np.mean(np.abs(relative)) < 0.12, relative
+  assert sum(e.kind == 'gaussian' for e in estimates) >= 0.9 * len(estimates)
+
+
+@pytest.mark.parametrize('dose', [50, 200])
+def test_poisson_dose_at_full_resolution(dose):
+  for s in range(2):
+    estimate = noise_estimation.estimate_noise(
+        _noisy(_radiograph(seed=s), 'poisson', dose, s))
+    assert estimate.kind == 'poisson_gaussian'
+    assert 1 / estimate.a == pytest.approx(dose, rel=0.15)
+    assert estimate.sigma < 5  # No read noise was added.
+
+
+def test_clean_image_has_negligible_noise():
+  estimate = noise_estimation.estimate_noise(_radiograph())
+  assert estimate.sigma < 2 and (estimate.a < 1e-3)
+
+
+def test_known_noise_and_description():
+  g = noise_estimation.known_noise('gaussian', 25, 2.0)
+  assert g.sigma == pytest.approx(25) and g.a == 0 and 'sigma=25.0' in (
+      g.describe())
+  p = noise_estimation.known_noise('poisson_gaussian', 50, 2.0)
+  assert p.a == pytest.approx(1 / 50) and p.sigma == pytest.approx(2.0)
+  with pytest.raises(ValueError, match='salt'):
+    noise_estimation.known_noise('salt_and_pepper', 0.1, 2.0)
+  with pytest.raises(ValueError, match='too small'):
+    noise_estimation.estimate_noise(np.zeros((1, 5)))
