@@ -20,15 +20,16 @@ def test_benchmark_tiny_step_with_reference(sample_data_dir):
   for field in ('train_images_per_s', 'eval_images_per_s',
                 'keras_train_images_per_s', 'ratio'):
     assert entry[field] > 0
+  # The rates are rounded to 0.1 image/s (tiny at batch 2), the ratio not.
   assert entry['ratio'] == pytest.approx(
       entry['train_images_per_s'] / entry['keras_train_images_per_s'],
-      rel=0.01)
+      rel=0.1)
   assert entry['train_compile_s'] > 0
   pipeline = results['pipeline']
   assert pipeline['images_per_s'] > 0 and pipeline['data'] == (
       'chest_xray_sample')
   assert pipeline['times_fastest_model'] == pytest.approx(
-      pipeline['images_per_s'] / entry['train_images_per_s'], rel=0.05)
+      pipeline['images_per_s'] / entry['train_images_per_s'], rel=0.1)
   assert results['peak_resident_mib'] > 100  # JAX alone takes more.
   assert results['device_count'] >= 1 and results['jax']
 

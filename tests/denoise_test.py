@@ -28,8 +28,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class FakeDenoiser:
   """Stands in for xdn.inference.Denoiser; records what the model saw."""
 
-  def __init__(self, fn=lambda x: x, fixed_size=None, name='fake'):
+  def __init__(self, fn=lambda x: x, fixed_size=None, name='fake',
+               size_multiple=1):
     self.fn, self.fixed_size, self.name, self.step = fn, fixed_size, name, 0
+    self.size_multiple = size_multiple  # A U-Net of depth d: 2**d.
     self.inputs = []
 
   def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -209,13 +211,13 @@ def test_tiled_and_untiled_agree_away_from_tile_borders(shape):
 
 def test_fully_convolutional_models_tile_beyond_max_pixels():
   image = np.random.default_rng(1).random((100, 90)).astype(np.float32)
-  fake = FakeDenoiser(box_blur)
+  fake = FakeDenoiser(box_blur, size_multiple=32)
   whole = inference.denoise_image(fake, image)
   assert fake.inputs[-1].shape == (1, 100, 90, 1)
   tiled = inference.denoise_image(fake, image, tile=64, overlap=16,
-                                max_pixels=1000)
+                                  max_pixels=1000)
   assert fake.inputs[-1].shape[1:3] == (64, 64)
-  # U-Net tiles start at multiples of 32: stride 32, not 48.
+  # Tiles start at multiples of the model's size multiple: stride 32, not 48.
   inside = ~_tile_border_mask(100, 90, 64, 16, align=32)
   np.testing.assert_allclose(tiled[inside], whole[inside], atol=1e-6)
 

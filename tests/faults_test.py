@@ -64,7 +64,7 @@ def small_config(data_dir: str = '', **fields):
   config.checkpoint_every_steps = 2
   config.data.num_eval_images = 8
   config.num_sample_images = 2
-  if 'model__name' in fields:
+  if fields.get('model__name') in models.MODELS:
     config.model = default.model_config(fields.pop('model__name'))
   for dotted, value in fields.items():
     *parents, name = dotted.split('__')

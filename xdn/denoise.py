@@ -66,7 +66,8 @@ def define_flags() -> None:
                       'noise (logged); or gaussian:SIGMA (0-255 scale), '
                       'poisson:DOSE, poisson_gaussian:DOSE (with '
                       '--read_noise).')
-  flags.DEFINE_float('read_noise', noise.DEFAULT_READ_NOISE, 'Read-noise sigma (0-255 scale) of '
+  flags.DEFINE_float('read_noise', noise.DEFAULT_READ_NOISE,
+                     'Read-noise sigma (0-255 scale) of '
                      '--noise=poisson_gaussian:DOSE.')
   flags.DEFINE_string('out', None, 'Folder for the denoised files (created).')
   flags.DEFINE_bool('overwrite', False, 'Replace existing output files.')
@@ -80,6 +81,9 @@ def define_flags() -> None:
                        f'{inference.OVERLAP} for the U-Net.')
   flags.DEFINE_integer('max_pixels', 2048 * 2048, 'U-Net: images up to this '
                        'many pixels are denoised whole, larger ones in tiles.')
+  flags.DEFINE_integer('ensemble_max_pixels', 256 * 256, 'Images of at most '
+                       'this many pixels are denoised as the mean over their 8 '
+                       'flips/rotations (better, 8x the compute); 0: never.')
   flags.DEFINE_bool('verbose', False, 'Log the traceback of each file that '
                     'fails (always logged at debug level, -v 1).')
 
@@ -314,6 +318,7 @@ def main(argv: Sequence[str]) -> None:
   except errors.UserError as e:
     raise SystemExit(f'error: {e}') from None
   denoiser.batch_size = FLAGS.batch_size
+  denoiser.ensemble_max_pixels = FLAGS.ensemble_max_pixels
   if noise_level is not None:
     if not denoiser.takes_noise_map:
       logging.warning('--noise is ignored: model %s takes no noise level',

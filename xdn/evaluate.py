@@ -87,7 +87,8 @@ def define_flags() -> None:
   flags.DEFINE_string('cache', '', 'Folder that keeps the baselines\' '
                       'outputs (keyed by the noisy images), so reruns skip '
                       'them.')
-  flags.DEFINE_float('read_noise', noise.DEFAULT_READ_NOISE, 'poisson_gaussian read-noise sigma '
+  flags.DEFINE_float('read_noise', noise.DEFAULT_READ_NOISE,
+                     'poisson_gaussian read-noise sigma '
                      '(0-255 scale).')
   flags.DEFINE_integer('processes', os.cpu_count() or 1, 'Worker processes '
                        'for the slow baselines (1: none).')
@@ -132,9 +133,9 @@ def parse_setting(text: str) -> Setting:
     return Setting(kind, float(level), text)
   kind, sep, level = text.partition(':')
   if not sep:
-    raise errors.UserError(f'noise setting {text!r} (flag --settings) must be '
-                           f'KIND:LEVEL, e.g. gaussian:25, or one of the presets '
-                           f'{sorted(noise.PRESETS)}')
+    raise errors.UserError(
+        f'noise setting {text!r} (flag --settings) must be KIND:LEVEL, e.g. '
+        f'gaussian:25, or one of the presets {sorted(noise.PRESETS)}')
   try:
     value = float(level)
   except ValueError:
@@ -288,7 +289,8 @@ class Evaluation:
 
 def evaluate(clean: np.ndarray, settings: Sequence[Setting],
              models: Dict[str, Any], baseline_names: Sequence[str], *,
-             seed: int = 0, read_noise: float = noise.DEFAULT_READ_NOISE, pool=None,
+             seed: int = 0, read_noise: float = noise.DEFAULT_READ_NOISE,
+             pool=None,
              figure_setting: Optional[Setting] = None,
              figure_image: int = 0, cache_dir: str = '',
              oracle_noise: bool = False) -> Evaluation:

@@ -48,18 +48,30 @@ class Denoiser:
   step: int
   name: str
   batch_size: int = 32  # Images per compiled call (bounds memory).
+  # Images of at most this many pixels are denoised as the mean over their
+  # 8 flips and 90-degree rotations (the "x8" self-ensemble of DnCNN and
+  # DRUNet): +0.15-0.25 dB on 64x64 thumbnails, at 8x the compute, which
+  # small images can afford. 0: never.
+  ensemble_max_pixels: int = 256 * 256
   _apply: Callable = dataclasses.field(init=False, repr=False)
 
   def __post_init__(self):
     model = models.create_model(self.config)
     takes_map = self.takes_noise_map
 
-    @jax.jit
-    def apply(variables, images, a, b):
+    def denoise(variables, images, a, b):
       if takes_map:
         images = noise.with_noise_map(images, a, b)
-      out = model.apply(variables, images, train=False)
-      return jnp.clip(models.denoised_image(out), 0.0, 1.0)
+      return models.denoised_image(model.apply(variables, images,
+                                               train=False))
+
+    @functools.partial(jax.jit, static_argnums=4)
+    def apply(variables, images, a, b, ensemble: bool):
+      if not ensemble:
+        return jnp.clip(denoise(variables, images, a, b), 0.0, 1.0)
+      outs = [_undo_dihedral(denoise(variables, _dihedral(images, k), a, b),
+                             k) for k in range(8)]
+      return jnp.clip(jnp.mean(jnp.stack(outs), axis=0), 0.0, 1.0)
 
     self._apply = apply
 
@@ -73,6 +85,12 @@ class Denoiser:
     """Tiles start at multiples of this, so strided convolutions see the
     same pixel grid in every tile."""
     return models.size_multiple(self.config)
+
+  def _ensemble(self, images: np.ndarray) -> bool:
+    # Not for the fixed-size seed models: they were never meant to see
+    # their images flipped, and gain nothing from it.
+    return (self.fixed_size is None and
+            images.shape[1] * images.shape[2] <= self.ensemble_max_pixels)
 
   @property
   def takes_noise_map(self) -> bool:
@@ -106,9 +124,30 @@ class Denoiser:
       batch, n = batching.pad_batch(images[start:stop], size)
       a_batch, _ = batching.pad_batch(a[start:stop], size)
       b_batch, _ = batching.pad_batch(b[start:stop], size)
-      outputs.append(np.asarray(
-          self._apply(self.variables, batch, a_batch, b_batch))[:n])
+      outputs.append(np.asarray(self._apply(
+          self.variables, batch, a_batch, b_batch, self._ensemble(batch)))[:n])
     return np.concatenate(outputs) if outputs else images.copy()
+
+
+def _dihedral(images: jax.Array, k: int) -> jax.Array:
+  """The k-th (0-7) of the 8 flips / transpositions of [B, H, W, C] images."""
+  if k & 4:
+    images = jnp.swapaxes(images, 1, 2)
+  if k & 1:
+    images = images[:, ::-1]
+  if k & 2:
+    images = images[:, :, ::-1]
+  return images
+
+
+def _undo_dihedral(images: jax.Array, k: int) -> jax.Array:
+  if k & 2:
+    images = images[:, :, ::-1]
+  if k & 1:
+    images = images[:, ::-1]
+  if k & 4:
+    images = jnp.swapaxes(images, 1, 2)
+  return images
 
 
 def _variance_params(levels: Optional[Sequence[NoiseEstimate]], count: int

@@ -121,7 +121,8 @@ PRESETS: Dict[str, Tuple[str, float]] = {
 AFFINE_KINDS = ('gaussian', 'poisson', 'poisson_gaussian')
 
 
-def variance_params(kind: str, level: Level, read_noise: Level = DEFAULT_READ_NOISE
+def variance_params(kind: str, level: Level,
+                    read_noise: Level = DEFAULT_READ_NOISE
                     ) -> Tuple[Array, Array]:
   """(a, b) with noise variance a * x + b at intensity x in [0, 1].
 
@@ -139,8 +140,8 @@ def variance_params(kind: str, level: Level, read_noise: Level = DEFAULT_READ_NO
       return a, jnp.zeros_like(level)
     read = jnp.asarray(read_noise, jnp.float32)
     return a, jnp.where(on, (read / 255.0)**2, 0.0)
-  raise errors.UserError(f'noise kind {kind!r} has no noise-level map; use one of '
-                         f'{AFFINE_KINDS}')
+  raise errors.UserError(f'noise kind {kind!r} has no noise-level map; use '
+                         f'one of {AFFINE_KINDS}')
 
 
 def noise_std_map(noisy: Array, a: Level, b: Level) -> Array:
@@ -180,7 +181,8 @@ def resolve(kind: str, level: float) -> Tuple[str, float]:
 
 
 def add_noise(key: Array, images: Array, kind: str, level: Level, *,
-              clip: bool = True, read_noise: float = DEFAULT_READ_NOISE) -> Array:
+              clip: bool = True,
+              read_noise: float = DEFAULT_READ_NOISE) -> Array:
   """Applies noise `kind` (a name in NOISE_KINDS) at `level`."""
   fn = NOISE_KINDS[kind]
   if kind == 'poisson_gaussian':

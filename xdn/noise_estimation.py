@@ -37,7 +37,10 @@ _MAX_DISAGREEMENT = 0.3
 
 @dataclasses.dataclass(frozen=True)
 class NoiseEstimate:
-  """var = a * x + b on the [0, 1] scale; `kind` 'gaussian' or 'poisson_gaussian'."""
+  """var = a * x + b on the [0, 1] scale.
+
+  `kind` is 'gaussian' (a = 0) or 'poisson_gaussian'.
+  """
   kind: str
   a: float
   b: float

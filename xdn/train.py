@@ -413,7 +413,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   def run_eval(step: int) -> Dict[str, float]:
     means, noisy, denoised = eval_metrics(p_eval_step, state, eval_images,
-                                      eval_key, config.batch_size)
+                                          eval_key, config.batch_size)
     writer.write_scalars(step, {f'eval_{k}': v for k, v in means.items()})
     n = config.num_sample_images
     if is_chief and n > 0:

@@ -144,8 +144,8 @@ def benchmark(model_names: Sequence[str] = MODELS, *, batch_size: int = 128,
       if name in keras_reference.MODELS:
         keras_rate = keras_reference.train_images_per_second(
             name, batch_size, config.data.image_size, repeats=repeats,
-            warmup=warmup, unet_depth=config.model.depth,
-            unet_base_width=config.model.base_width)
+            warmup=warmup, unet_depth=config.model.get('depth', 4),
+            unet_base_width=config.model.get('base_width', 16))
         entry['keras_train_images_per_s'] = round(keras_rate, 1)
         entry['ratio'] = round(entry['train_images_per_s'] / keras_rate, 3)
     results['models'][name] = entry

@@ -107,8 +107,8 @@ class FolderImages:
   def __init__(self, folder: str, split: str, fractions: str,
                skip_corrupt: bool = False):
     if split not in SPLITS:
-      raise errors.UserError(f'split {split!r} is not a split of a folder; use one '
-                             f'of {SPLITS}')
+      raise errors.UserError(f'split {split!r} is not a split of a folder; '
+                             f'use one of {SPLITS}')
     self.what = f'folder {folder}:{split}'
     self.files = split_files(list_files(folder), fractions)[split]
     self.skipped: list[str] = []
