@@ -71,7 +71,7 @@ class Denoiser:
         return jnp.clip(denoise(variables, images, a, b), 0.0, 1.0)
       outs = [_undo_dihedral(denoise(variables, _dihedral(images, k), a, b),
                              k) for k in range(8)]
-      return jnp.clip(jnp.mean(jnp.stack(outs), axis=0), 0.0, 1.0)
+      return jnp.mean(jnp.clip(jnp.stack(outs), 0.0, 1.0), axis=0)
 
     self._apply = apply
 
