@@ -265,15 +265,11 @@ def apply_model(denoiser, noisy: np.ndarray,
   """
   fixed = getattr(denoiser, 'fixed_size', None)
   small = fixed is None and noisy.shape[1] * noisy.shape[2] <= 256 * 256
-  if told is not None and getattr(denoiser, 'takes_noise_map', False):
-    if small:
-      return np.asarray(denoiser(noisy, [told] * len(noisy)), np.float32)
-    return np.stack([inference.denoise_image(denoiser, image[..., 0],
-                                             noise_level=told)
-                     for image in noisy])[..., None]
   if small or noisy.shape[1:3] == (fixed, fixed):
-    return np.asarray(denoiser(noisy), np.float32)
-  return np.stack([inference.denoise_image(denoiser, image[..., 0])
+    return np.asarray(denoiser(noisy) if told is None else
+                      denoiser(noisy, [told] * len(noisy)), np.float32)
+  return np.stack([inference.denoise_image(denoiser, image[..., 0],
+                                           noise_level=told)
                    for image in noisy])[..., None]
 
 
@@ -315,7 +311,7 @@ def evaluate(clean: np.ndarray, settings: Sequence[Setting],
     else:
       noisy = noisy_images(clean, setting, seed, read_noise)
     outputs = {}
-    told = None
+    told = None  # Only models with a noise-level input use it.
     if oracle_noise and setting.kind in noise.AFFINE_KINDS:
       told = noise_estimation.known_noise(setting.kind, setting.level,
                                           read_noise)
