@@ -147,6 +147,30 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   noise.max_dose = 0.0
   noise.max_read_noise = 0.0
   noise.clip = True  # Clip noisy images to [0, 1], as a detector saturates.
+  # Correlated kinds ('correlated_gaussian', 'xray'; xdn.noise_physics): the
+  # noise's neighbour correlation (0 = white) for evaluation, and the range
+  # training draws it from (when max_correlation > 0).
+  noise.correlation = 0.0
+  noise.min_correlation = 0.0
+  noise.max_correlation = 0.0
+  # 'xray': electronic noise std in counts; training draws its dose (quanta
+  # per pixel unattenuated) log-uniformly from [min_xray_dose,
+  # max_xray_dose] when max_xray_dose > 0 (else from the Poisson range).
+  noise.electronic_noise = xdn_noise.noise_physics.DEFAULT_ELECTRONIC_NOISE
+  noise.min_xray_dose = 0.0
+  noise.max_xray_dose = 0.0
+
+  # ------------------------------------------------------------- lesions
+  # Training only: insert faint synthetic lesions (xdn.lesions) into this
+  # fraction of the clean training images, so the model learns to keep
+  # them; the target holds the lesion too.
+  config.lesions = lesions = ml_collections.ConfigDict()
+  lesions.rate = 0.0
+  lesions.min_contrast = 0.005  # Peak contrast, fraction of the [0, 1] range.
+  lesions.max_contrast = 0.05
+  lesions.min_size = 1.0  # Gaussian profile std in pixels (log-uniform).
+  lesions.max_size = 6.0
+  lesions.positive_fraction = 0.75  # Brighter than the background (nodules).
 
   # ---------------------------------------------------------------- loss
   config.loss = loss = ml_collections.ConfigDict()

@@ -57,20 +57,23 @@ class Denoiser:
 
   def __post_init__(self):
     model = models.create_model(self.config)
-    takes_map = self.takes_noise_map
+    channels = state_lib.noise_channels(self.config)
 
-    def denoise(variables, images, a, b):
-      if takes_map:
-        images = noise.with_noise_map(images, a, b)
+    def denoise(variables, images, a, b, rho):
+      if channels:
+        images = noise.with_noise_map(images, a, b,
+                                      rho if channels == 2 else None)
       return models.denoised_image(model.apply(variables, images,
                                                train=False))
 
-    @functools.partial(jax.jit, static_argnums=4)
-    def apply(variables, images, a, b, ensemble: bool):
+    @functools.partial(jax.jit, static_argnums=5)
+    def apply(variables, images, a, b, rho, ensemble: bool):
       if not ensemble:
-        return jnp.clip(denoise(variables, images, a, b), 0.0, 1.0)
-      outs = [_undo_dihedral(denoise(variables, _dihedral(images, k), a, b),
-                             k) for k in range(8)]
+        return jnp.clip(denoise(variables, images, a, b, rho), 0.0, 1.0)
+      # Transposing swaps the axes' correlations; the model is told their
+      # mean, which a transpose keeps.
+      outs = [_undo_dihedral(denoise(variables, _dihedral(images, k), a, b,
+                                     rho), k) for k in range(8)]
       return jnp.mean(jnp.clip(jnp.stack(outs), 0.0, 1.0), axis=0)
 
     self._apply = apply
@@ -96,6 +99,11 @@ class Denoiser:
   def takes_noise_map(self) -> bool:
     return bool(self.config.model.get('noise_map', False))
 
+  @property
+  def takes_correlation(self) -> bool:
+    """Whether the model is told the noise's spatial correlation."""
+    return state_lib.noise_channels(self.config) == 2
+
   def __call__(self, images: np.ndarray,
                noise_levels: Optional[Sequence[NoiseEstimate]] = None
                ) -> np.ndarray:
@@ -115,7 +123,7 @@ class Denoiser:
     if self.takes_noise_map and noise_levels is None:
       noise_levels = [noise_estimation.estimate_noise(i[..., 0])
                       for i in images]
-    a, b = _variance_params(noise_levels, len(images))
+    a, b, rho = _variance_params(noise_levels, len(images))
     outputs = []
     for start in range(0, len(images), self.batch_size):
       stop = start + self.batch_size
@@ -124,8 +132,10 @@ class Denoiser:
       batch, n = batching.pad_batch(images[start:stop], size)
       a_batch, _ = batching.pad_batch(a[start:stop], size)
       b_batch, _ = batching.pad_batch(b[start:stop], size)
+      rho_batch, _ = batching.pad_batch(rho[start:stop], size)
       outputs.append(np.asarray(self._apply(
-          self.variables, batch, a_batch, b_batch, self._ensemble(batch)))[:n])
+          self.variables, batch, a_batch, b_batch, rho_batch,
+          self._ensemble(batch)))[:n])
     return np.concatenate(outputs) if outputs else images.copy()
 
 
@@ -151,13 +161,15 @@ def _undo_dihedral(images: jax.Array, k: int) -> jax.Array:
 
 
 def _variance_params(levels: Optional[Sequence[NoiseEstimate]], count: int
-                     ) -> Tuple[np.ndarray, np.ndarray]:
+                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(a, b, correlation) per image, from their noise estimates."""
   if levels is None:
-    return np.zeros(count, np.float32), np.zeros(count, np.float32)
+    return tuple(np.zeros(count, np.float32) for _ in range(3))
   if len(levels) != count:
     raise ValueError(f'{len(levels)} noise levels for {count} images')
   return (np.array([l.a for l in levels], np.float32),
-          np.array([l.b for l in levels], np.float32))
+          np.array([l.b for l in levels], np.float32),
+          np.array([l.correlation for l in levels], np.float32))
 
 
 # ---------------------------------------------------------------- loading

@@ -16,6 +16,14 @@ Units of `level`, per kind:
   speckle           std of the multiplicative factor: x * (1 + level * n).
   none              no noise (level ignored): the images already are noisy,
                     e.g. a user's radiographs for self-supervised training.
+  correlated_gaussian
+                    pixel std sigma on the 0-255 scale, with the neighbour
+                    correlation `correlation` (0 = white; see
+                    `xdn.noise_physics`): a detector's blurred noise.
+  xray              quanta per pixel unattenuated (N0) of a simulation in
+                    the transmission domain (`xdn.noise_physics`), with the
+                    detector correlation `correlation` and electronic noise
+                    `electronic_noise` counts.
 
 Differences from the original notebooks, on purpose: they added Gaussian
 noise to uint8 arrays without clipping, so values wrapped around (255 + 3
@@ -24,13 +32,14 @@ Here noise is added in float32 and, by default (`clip=True`), clipped to
 [0, 1] as a saturating detector would; nothing is re-encoded.
 """
 
-from typing import Callable, Dict, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from xdn import errors
+from xdn import noise_physics
 
 Array = jax.Array
 Level = Union[float, Array]
@@ -100,9 +109,14 @@ NOISE_KINDS: Dict[str, Callable[..., Array]] = {
     'poisson_gaussian': add_poisson_gaussian_noise,
     'salt_and_pepper': add_salt_and_pepper_noise,
     'speckle': add_speckle_noise,
-    # Last, so the other kinds keep their index (xdn.evaluate's noise keys).
     'none': no_noise,
+    # New kinds go last, so the others keep their index (xdn.evaluate's
+    # noise keys).
+    'correlated_gaussian': noise_physics.add_correlated_gaussian_noise,
+    'xray': noise_physics.add_xray_noise,
 }
+# Kinds whose noise is spatially correlated (they take a `correlation`).
+CORRELATED_KINDS = ('correlated_gaussian', 'xray')
 
 # The seed notebooks' tiers. Gaussian: p * 255 * sqrt(var) with p = 0.2 and
 # var = 0.1 / 0.2 / 0.5, i.e. sigma 16.1 / 22.8 / 36.1 on the 0-255 scale.
@@ -161,9 +175,21 @@ def noise_std_map(noisy: Array, a: Level, b: Level) -> Array:
   return jnp.sqrt(jnp.maximum(a * mean + b, 0.0))
 
 
-def with_noise_map(noisy: Array, a: Level, b: Level) -> Array:
-  """[B, H, W, 1] noisy images -> [B, H, W, 2]: image, noise std map."""
-  return jnp.concatenate([noisy, noise_std_map(noisy, a, b)], axis=-1)
+def with_noise_map(noisy: Array, a: Level, b: Level,
+                   correlation: Optional[Level] = None) -> Array:
+  """[B, H, W, 1] noisy images -> [B, H, W, 2]: image, noise std map.
+
+  Given a `correlation` (the noise's neighbour correlation, a scalar or
+  one per image) a third channel follows: correlation * std map. Scaling
+  the map keeps a bias-free network positively homogeneous (scaling the
+  image and its noise scales the output), and white noise gives a zero
+  channel, so a model widened from a two-channel one starts as it was.
+  """
+  std = noise_std_map(noisy, a, b)
+  channels = [noisy, std]
+  if correlation is not None:
+    channels.append(_per_image(correlation, noisy) * std)
+  return jnp.concatenate(channels, axis=-1)
 
 
 def resolve(kind: str, level: float) -> Tuple[str, float]:
@@ -182,11 +208,23 @@ def resolve(kind: str, level: float) -> Tuple[str, float]:
 
 def add_noise(key: Array, images: Array, kind: str, level: Level, *,
               clip: bool = True,
-              read_noise: float = DEFAULT_READ_NOISE) -> Array:
-  """Applies noise `kind` (a name in NOISE_KINDS) at `level`."""
+              read_noise: Level = DEFAULT_READ_NOISE,
+              correlation: Level = 0.0,
+              electronic_noise: Level = noise_physics.DEFAULT_ELECTRONIC_NOISE
+              ) -> Array:
+  """Applies noise `kind` (a name in NOISE_KINDS) at `level`.
+
+  `correlation` (neighbour correlation) is used by CORRELATED_KINDS only,
+  `electronic_noise` (counts) by 'xray', `read_noise` by poisson_gaussian.
+  """
   fn = NOISE_KINDS[kind]
   if kind == 'poisson_gaussian':
     noisy = fn(key, images, level, read_noise=read_noise)
+  elif kind == 'correlated_gaussian':
+    noisy = fn(key, images, level, _per_image(correlation, images))
+  elif kind == 'xray':
+    noisy = fn(key, images, level, _per_image(correlation, images),
+               electronic=_per_image(electronic_noise, images))
   else:
     noisy = fn(key, images, level)
   return jnp.clip(noisy, 0.0, 1.0) if clip else noisy
@@ -207,8 +245,24 @@ def check_config(noise_config: ml_collections.ConfigDict) -> None:
     if kind not in NOISE_KINDS:
       raise errors.UserError(f'unknown kind {kind!r} in noise.train_kinds; use '
                              f'kinds of {sorted(NOISE_KINDS)}, comma-separated')
-  if 0 < noise_config.get('max_dose', 0) < noise_config.get('min_dose', 0):
-    raise errors.UserError('noise.max_dose must be >= noise.min_dose')
+  for field in ('dose', 'xray_dose'):
+    lo = noise_config.get(f'min_{field}', 0)
+    hi = noise_config.get(f'max_{field}', 0)
+    if hi > 0 and not 0 < lo <= hi:
+      raise errors.UserError(f'noise.min_{field} must be in (0, '
+                             f'noise.max_{field}]; got {lo} and {hi}')
+  top = noise_physics.MAX_CORRELATION
+  for field in ('correlation', 'min_correlation', 'max_correlation'):
+    value = noise_config.get(field, 0.0)
+    if not 0 <= value <= top:
+      raise errors.UserError(f'noise.{field} must be in [0, {top}] (the '
+                             f'neighbour correlation), got {value}')
+  if noise_config.get('min_correlation', 0) > noise_config.get(
+      'max_correlation', 0) > 0:
+    raise errors.UserError('noise.max_correlation must be >= '
+                           'noise.min_correlation')
+  if noise_config.get('electronic_noise', 0) < 0:
+    raise errors.UserError('noise.electronic_noise must be >= 0 (counts)')
   if noise_config.get('max_read_noise', 0) < 0:
     raise errors.UserError('noise.max_read_noise must be >= 0')
   if noise_config.min_level < 0 or noise_config.max_level < 0:
@@ -236,68 +290,95 @@ def corrupt(key: Array, images: Array,
 
 def corrupt_with_params(key: Array, images: Array,
                         noise_config: ml_collections.ConfigDict, *,
-                        train: bool) -> Tuple[Array, Array, Array]:
-  """`corrupt`, also returning the variance parameters (a, b) per image.
+                        train: bool) -> Tuple[Array, Array, Array, Array]:
+  """`corrupt`, also returning each image's noise description.
+
+  Returns (noisy, a, b, correlation), each [B] but the first: the variance
+  law var = a * x + b of `variance_params` (zeros for kinds without one;
+  for 'xray' the line closest to its law over the clean image) and the
+  neighbour correlation of the noise (0 for white kinds).
 
   Training with several `noise.train_kinds` draws one kind per image; a
   Poisson kind draws its dose log-uniformly from [min_dose, max_dose] and,
-  if `max_read_noise` > 0, a read noise from [0, max_read_noise]. (a, b)
-  are those of `variance_params` ([B] each), zeros for kinds without them.
+  if `max_read_noise` > 0, a read noise from [0, max_read_noise]; 'xray'
+  its dose log-uniformly from [min_xray_dose, max_xray_dose]; correlated
+  kinds their correlation from [min_correlation, max_correlation].
   """
   kind, level = resolve(noise_config.kind, noise_config.level)
   batch = images.shape[0]
-  read_noise = jnp.full((batch,), noise_config.read_noise, jnp.float32)
+  full = lambda v: jnp.full((batch,), v, jnp.float32)
+  read_noise = full(noise_config.read_noise)
+  correlation = full(noise_config.get('correlation', 0.0))
+  electronic = full(noise_config.get('electronic_noise',
+                                     noise_physics.DEFAULT_ELECTRONIC_NOISE))
+  clip = noise_config.clip
   if not train:
-    return _apply_kind(key, images, kind, jnp.full((batch,), level),
-                       read_noise, noise_config.clip)
+    return _apply_kind(key, images, kind, full(level), read_noise,
+                       correlation, electronic, clip)
   kinds = train_kinds(noise_config)
   ranged = (noise_config.get('max_dose', 0) > 0 or
             noise_config.get('max_read_noise', 0) > 0)
-  if len(kinds) == 1 and not ranged:
+  if len(kinds) == 1 and not ranged and kinds[0] not in CORRELATED_KINDS:
     # One kind: the keys as xdn has always drawn them, so a run resumed
     # across versions sees the same noise.
-    level = jnp.full((batch,), level, jnp.float32)
+    level = full(level)
     if is_blind(noise_config):
       level_key, key = jax.random.split(key)
       level = jax.random.uniform(level_key, (batch,), jnp.float32,
                                  noise_config.min_level,
                                  noise_config.max_level)
-    return _apply_kind(key, images, kinds[0], level, read_noise,
-                       noise_config.clip)
+    return _apply_kind(key, images, kinds[0], level, read_noise, correlation,
+                       electronic, clip)
   kind_key, level_key, dose_key, read_key, key = jax.random.split(key, 5)
   which = jax.random.randint(kind_key, (batch,), 0, len(kinds))
-  level = jnp.full((batch,), level, jnp.float32)
+  level = full(level)
   if is_blind(noise_config):
     level = jax.random.uniform(level_key, (batch,), jnp.float32,
                                noise_config.min_level, noise_config.max_level)
+  log_uniform = lambda k, lo, hi: jnp.exp(jax.random.uniform(
+      k, (batch,), jnp.float32, jnp.log(lo), jnp.log(hi)))
   if noise_config.get('max_dose', 0) > 0:
-    lo, hi = jnp.log(noise_config.min_dose), jnp.log(noise_config.max_dose)
-    dose = jnp.exp(jax.random.uniform(dose_key, (batch,), jnp.float32, lo, hi))
+    dose = log_uniform(dose_key, noise_config.min_dose, noise_config.max_dose)
   else:
     dose = level
   if noise_config.get('max_read_noise', 0) > 0:
     read_noise = jax.random.uniform(read_key, (batch,), jnp.float32, 0.0,
                                     noise_config.max_read_noise)
-  results = [_apply_kind(key, images, k,
-                         dose if k.startswith('poisson') else level,
-                         read_noise, noise_config.clip) for k in kinds]
+  extra_keys = jax.random.split(jax.random.fold_in(key, 7), 2)
+  if noise_config.get('max_xray_dose', 0) > 0:
+    xray_dose = log_uniform(extra_keys[0], noise_config.min_xray_dose,
+                            noise_config.max_xray_dose)
+  else:
+    xray_dose = dose
+  if noise_config.get('max_correlation', 0) > 0:
+    correlation = jax.random.uniform(
+        extra_keys[1], (batch,), jnp.float32,
+        noise_config.get('min_correlation', 0.0),
+        noise_config.max_correlation)
+  def level_of(k):
+    if k == 'xray':
+      return xray_dose
+    return dose if k.startswith('poisson') else level
+  results = [_apply_kind(key, images, k, level_of(k), read_noise, correlation,
+                         electronic, clip) for k in kinds]
   rows = jnp.arange(batch)
-  noisy = jnp.stack([r[0] for r in results])[which, rows]
-  a = jnp.stack([r[1] for r in results])[which, rows]
-  b = jnp.stack([r[2] for r in results])[which, rows]
-  return noisy, a, b
+  return tuple(jnp.stack(parts)[which, rows] for parts in zip(*results))
 
 
 def _apply_kind(key: Array, images: Array, kind: str, level: Array,
-                read_noise: Array, clip: bool) -> Tuple[Array, Array, Array]:
-  if kind == 'poisson_gaussian':
-    fn = NOISE_KINDS[kind]
-    noisy = fn(key, images, level, read_noise=_per_image(read_noise, images))
-    noisy = jnp.clip(noisy, 0.0, 1.0) if clip else noisy
-  else:
-    noisy = add_noise(key, images, kind, level, clip=clip)
+                read_noise: Array, correlation: Array, electronic: Array,
+                clip: bool) -> Tuple[Array, Array, Array, Array]:
+  noisy = add_noise(key, images, kind, level, clip=clip,
+                    read_noise=_per_image(read_noise, images),
+                    correlation=correlation, electronic_noise=electronic)
+  zeros = jnp.zeros_like(level)
   if kind in AFFINE_KINDS:
     a, b = variance_params(kind, level, read_noise)
+  elif kind == 'xray':
+    a, b = noise_physics.xray_affine_params(images, level, electronic)
+  elif kind == 'correlated_gaussian':
+    a, b = variance_params('gaussian', level)
   else:
-    a = b = jnp.zeros_like(level)
-  return noisy, a, b
+    a = b = zeros
+  rho = correlation if kind in CORRELATED_KINDS else zeros
+  return noisy, a, b, jnp.where(level > 0, rho, 0.0)

@@ -54,14 +54,22 @@ def create_optimizer(config: ml_collections.ConfigDict
   return tx
 
 
+def noise_channels(config: ml_collections.ConfigDict) -> int:
+  """Input channels a model takes besides the image: its noise maps."""
+  noise_map = bool(config.model.get('noise_map', False))
+  return int(noise_map) + int(noise_map and
+                              config.model.get('correlation_map', False))
+
+
 def create_train_state(config: ml_collections.ConfigDict, model, key: jax.Array,
                        image_shape: Tuple[int, int, int]) -> TrainState:
   """Initialises parameters for images of `image_shape` (H, W, C).
 
-  A model with a noise map (`model.noise_map`) gets one channel more.
+  A model with a noise map (`model.noise_map`) gets one channel more, and
+  one more again with a correlation map (`model.correlation_map`).
   """
   h, w, c = image_shape
-  c += int(config.model.get('noise_map', False))
+  c += noise_channels(config)
   dummy = jnp.zeros((1, h, w, c), jnp.float32)
   variables = jax.jit(functools.partial(model.init, train=False))(
       {'params': key, 'latent': key}, dummy)

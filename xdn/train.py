@@ -31,6 +31,7 @@ from PIL import Image
 from xdn import batching
 from xdn import checkpoints
 from xdn import errors
+from xdn import lesions
 from xdn import losses
 from xdn import metrics as metrics_lib
 from xdn import models
@@ -53,6 +54,8 @@ def check_config(config: ml_collections.ConfigDict,
   """Raises a one-line error for any bad config value before work starts."""
   models.check_config(config)
   noise.check_config(config.noise)
+  if 'lesions' in config:
+    lesions.check_config(config.lesions)
   self_supervised.check_config(config)
   if config.batch_size <= 0 or config.batch_size % num_devices:
     raise errors.UserError(
@@ -76,23 +79,27 @@ def example_keys(key: jax.Array, local_batch: int) -> jax.Array:
 
 def corrupt_batch(keys: jax.Array, clean: jax.Array,
                   noise_config: ml_collections.ConfigDict, *,
-                  train: bool) -> Tuple[jax.Array, jax.Array, jax.Array]:
+                  train: bool) -> Tuple[jax.Array, ...]:
   """Corrupts each image with its own key (and, if blind, its own level).
 
-  Returns the noisy images and each one's variance parameters (a, b), see
-  `noise.variance_params`.
+  Returns the noisy images and each one's variance parameters (a, b) and
+  neighbour correlation, see `noise.corrupt_with_params`.
   """
   def one(k, x):
-    noisy, a, b = noise.corrupt_with_params(k, x[None], noise_config,
-                                            train=train)
-    return noisy[0], a[0], b[0]
+    out = noise.corrupt_with_params(k, x[None], noise_config, train=train)
+    return tuple(v[0] for v in out)
   return jax.vmap(one)(keys, clean)
 
 
 def model_input(noisy: jax.Array, a: jax.Array, b: jax.Array,
-                config: ml_collections.ConfigDict) -> jax.Array:
-  """What the model sees: the noisy images, plus a noise map if it takes one."""
-  if config.model.get('noise_map', False):
+                config: ml_collections.ConfigDict,
+                correlation: Optional[jax.Array] = None) -> jax.Array:
+  """What the model sees: the noisy images, plus the noise maps it takes."""
+  channels = state_lib.noise_channels(config)
+  if channels == 2:
+    return noise.with_noise_map(
+        noisy, a, b, jnp.zeros_like(a) if correlation is None else correlation)
+  if channels == 1:
     return noise.with_noise_map(noisy, a, b)
   return noisy
 
@@ -111,14 +118,19 @@ def train_step(state: TrainState, clean: jax.Array, key: jax.Array, *,
   """
   step_key = jax.random.fold_in(key, state.step)
   noise_key, latent_key = jax.random.split(step_key)
-  noisy, a, b = corrupt_batch(example_keys(noise_key, clean.shape[0]), clean,
-                              config.noise, train=True)
+  if config.get('lesions') and config.lesions.rate > 0:
+    # The target keeps the lesion: the model learns not to erase it.
+    clean = lesions.insert_random_lesions(
+        jax.random.fold_in(noise_key, 2 + jax.lax.axis_index(AXIS)), clean,
+        config.lesions)
+  noisy, a, b, rho = corrupt_batch(example_keys(noise_key, clean.shape[0]),
+                                   clean, config.noise, train=True)
   unsupervised = self_supervised.is_self_supervised(config.loss)
   # Materialise the noisy batch once: XLA:CPU would otherwise fuse the noise
   # generator into the first convolution and redraw it for every window.
   # (Self-supervised losses build their model inputs themselves.)
   noisy = jax.lax.optimization_barrier(
-      noisy if unsupervised else model_input(noisy, a, b, config))
+      noisy if unsupervised else model_input(noisy, a, b, config, rho))
   latent_key = jax.random.fold_in(latent_key, jax.lax.axis_index(AXIS))
 
   def loss_fn(params):
@@ -171,10 +183,10 @@ def eval_step(state: TrainState, clean: jax.Array, index: jax.Array,
   same noisy images, so eval numbers are comparable across steps and runs.
   """
   keys = jax.vmap(jax.random.fold_in, (None, 0))(key, index)
-  noisy, a, b = corrupt_batch(keys, clean, config.noise, train=False)
+  noisy, a, b, rho = corrupt_batch(keys, clean, config.noise, train=False)
   apply = functools.partial(state.apply_fn, {
       'params': state.params, 'batch_stats': state.batch_stats}, train=False)
-  out = apply(model_input(noisy, a, b, config))
+  out = apply(model_input(noisy, a, b, config, rho))
   if self_supervised.is_self_supervised(config.loss):
     loss, *_ = self_supervised.loss_and_output(
         lambda x: (apply(x), {}), noisy,

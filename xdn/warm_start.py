@@ -21,6 +21,10 @@ from xdn import errors
 
 # Fields that never change a parameter's shape: the run keeps its own.
 _RUN_FIELDS = ('dtype', 'conv_impl')
+# Fields that only add input channels: the run keeps its own, and the new
+# channels' weights start at zero (`apply`), so the widened model computes
+# what the one it starts from did.
+_WIDENING_FIELDS = ('correlation_map',)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +72,7 @@ def with_model(config: ml_collections.ConfigDict,
   The run keeps its own `_RUN_FIELDS` (how it computes, not what).
   """
   model = init.model_config.to_dict()
-  for field in _RUN_FIELDS:
+  for field in _RUN_FIELDS + _WIDENING_FIELDS:
     if field in config.model:
       model[field] = config.model[field]
   old = config.model.to_dict()
@@ -89,14 +93,55 @@ def _shapes(tree: Any) -> Dict[str, tuple]:
           for path, x in jax.tree_util.tree_leaves_with_path(tree)}
 
 
+def _widened(old: Any, new: Any) -> Any:
+  """`old` zero-padded to `new`'s shape where one axis grew, else None."""
+  old_shape, new_shape = tuple(jnp.shape(old)), tuple(jnp.shape(new))
+  if old_shape == new_shape:
+    return old
+  if len(old_shape) != len(new_shape):
+    return None
+  grown = [i for i, (o, n) in enumerate(zip(old_shape, new_shape)) if o != n]
+  if len(grown) != 1 or new_shape[grown[0]] < old_shape[grown[0]]:
+    return None
+  pad = [(0, 0)] * len(old_shape)
+  pad[grown[0]] = (0, new_shape[grown[0]] - old_shape[grown[0]])
+  return jnp.pad(jnp.asarray(old, jnp.float32), pad)
+
+
 def apply(state, init: Init):
-  """`state` with the parameters and BatchNorm statistics of `init`."""
+  """`state` with the parameters and BatchNorm statistics of `init`.
+
+  A parameter of the new model that is wider along one axis (an input
+  channel added by a `_WIDENING_FIELDS` field) gets the old values and
+  zeros for the new entries.
+  """
   params = init.variables['params']
-  if _shapes(params) != _shapes(state.params):
+  old_paths = _shapes(params)
+  new_paths = _shapes(state.params)
+  if set(old_paths) != set(new_paths):
     raise errors.UserError(
         f'config.init={init.source!r}: its parameters do not fit the model '
         'of this config; leave the model fields at the values of the model '
         'it was trained as')
+  if old_paths != new_paths:
+    flat_old = dict(jax.tree_util.tree_leaves_with_path(params))
+    widened = {}
+    for path, new in jax.tree_util.tree_leaves_with_path(state.params):
+      value = _widened(flat_old[path], new)
+      if value is None:
+        raise errors.UserError(
+            f'config.init={init.source!r}: parameter '
+            f'{jax.tree_util.keystr(path)} has shape {old_paths[jax.tree_util.keystr(path)]}, '
+            f'the model of this config {new_paths[jax.tree_util.keystr(path)]}; '
+            'leave the model fields at the values of the model it was '
+            'trained as')
+      widened[path] = value
+    logging.warning('config.init=%s: widened %s with zero weights for the new '
+                    'inputs', init.source,
+                    ', '.join(k for k in new_paths
+                              if new_paths[k] != old_paths[k]))
+    params = jax.tree_util.tree_map_with_path(lambda p, _: widened[p],
+                                              state.params)
   batch_stats = init.variables.get('batch_stats') or state.batch_stats
   logging.info('Initial weights from %s', init.source)
   as_arrays = lambda tree: jax.tree_util.tree_map(

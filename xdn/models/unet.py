@@ -16,6 +16,9 @@ the shipped model uses:
     standard deviation per pixel (see `xdn.noise.noise_std_map`), so one
     model serves every noise level and kind it was trained on; the output
     has one channel less.
+  * `correlation_map=True` (with `noise_map`): a further channel tells the
+    noise's spatial correlation, so one model serves white and correlated
+    (detector) noise; see `xdn.noise_physics`.
   * `use_bias=False` with `norm='none'`: a bias-free network (Mohan et al.,
     ICLR 2020), positively homogeneous, which generalises beyond the noise
     levels seen in training.
@@ -80,6 +83,9 @@ class UNet(nn.Module):
   residual: bool = True
   use_bias: bool = True
   noise_map: bool = False  # The input's last channel is the noise std map.
+  # With noise_map: one more input channel, the noise's neighbour
+  # correlation times the std map (`xdn.noise.with_noise_map`).
+  correlation_map: bool = False
   conv_impl: str = 'auto'  # See layers.use_fast.
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None  # See autoencoder.Encoder.
@@ -93,7 +99,8 @@ class UNet(nn.Module):
       raise errors.UserError(f"unknown model.up {self.up!r}; use "
                              "'transpose' or 'resize'")
     b, h, w, c = x.shape
-    out_channels = c - 1 if self.noise_map else c
+    out_channels = c - (self.noise_map + (self.noise_map and
+                                          self.correlation_map))
     if out_channels < 1:
       raise errors.UserError('a noise_map U-Net needs an image channel and a '
                              f'map channel; got {c} channel(s)')
