@@ -84,3 +84,73 @@ def test_known_noise_and_description():
     noise_estimation.known_noise('salt_and_pepper', 0.1, 2.0)
   with pytest.raises(ValueError, match='too small'):
     noise_estimation.estimate_noise(np.zeros((1, 5)))
+
+
+def _nih_like(seed):
+  """A 1024x1024 radiograph-like image: a thumbnail upsampled, smoothed
+  further so that no edge looks like correlated noise."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  thumb = _thumbnails(seed + 1)[seed]
+  return np.clip(np.array(Image.fromarray(thumb.astype(np.float32),
+                                          mode='F').resize(
+      (1024, 1024), Image.Resampling.BICUBIC)), 0, 1)
+
+
+def _correlated(image, sigma, rho, seed):
+  return np.asarray(noise.add_noise(
+      jax.random.key(seed), jnp.asarray(image)[None, ..., None],
+      'correlated_gaussian', sigma, correlation=rho))[0, ..., 0]
+
+
+@pytest.mark.parametrize('sigma', [5, 25, 50])
+@pytest.mark.parametrize('rho', [0.0, 0.37, 0.7])
+def test_correlated_noise_std_and_correlation(sigma, rho):
+  # The issue's bar: sigma within 10 %, the correlation within 0.07, on
+  # 1024x1024 radiographs (measured: 3 % and 0.02 here; on real NIH images
+  # their own noise adds up to +10 % at sigma 5).
+  for seed in range(2):
+    estimate = noise_estimation.estimate_noise(
+        _correlated(_nih_like(seed), sigma, rho, seed))
+    assert estimate.sigma == pytest.approx(sigma, rel=0.10), estimate
+    assert estimate.correlation == pytest.approx(rho, abs=0.07), estimate
+
+
+def test_anisotropic_correlation_is_estimated_per_axis():
+  noisy = np.asarray(noise.noise_physics.add_correlated_gaussian_noise(
+      jax.random.key(0), jnp.asarray(_nih_like(0))[None, ..., None], 20.0,
+      0.65, rho_x=0.3))[0, ..., 0]
+  estimate = noise_estimation.estimate_noise(np.clip(noisy, 0, 1))
+  assert estimate.rho_y == pytest.approx(0.65, abs=0.07)
+  assert estimate.rho_x == pytest.approx(0.3, abs=0.07)
+
+
+def test_thumbnails_are_taken_as_white():
+  # 64x64: structure cannot be told from correlation.
+  estimate = noise_estimation.estimate_noise(_noisy(_thumbnails(1)[0],
+                                                    'gaussian', 15, 0))
+  assert estimate.rho_y == estimate.rho_x == 0.0
+
+
+def test_correlated_noise_can_be_stated():
+  told = noise_estimation.known_noise('correlated_gaussian', 25, 0, 0.4)
+  assert told.sigma == pytest.approx(25) and told.correlation == 0.4
+  assert 'correlation 0.40' in told.describe()
+  with pytest.raises(ValueError, match='correlation'):
+    noise_estimation.known_noise('correlated_gaussian', 25, 0, 1.5)
+
+
+def test_real_chest_pa_estimate_agrees_with_its_flat_regions():
+  data = pytest.importorskip('pydicom.data')
+  from xdn import noise_report  # pylint: disable=g-import-not-at-top
+  from xdn import radiograph_io  # pylint: disable=g-import-not-at-top
+  path = data.get_testdata_file('RG1_UNCR.dcm')
+  if path is None:
+    pytest.skip('pydicom-data is not installed')
+  image = radiograph_io.read_radiograph(path).pixels
+  estimate = noise_estimation.estimate_noise(image)
+  flat = noise_report.report(image)['flat_regions']
+  # Measured: estimate 1.2 / 0.42, flat regions 1.3 / 0.51 (0-255 scale).
+  assert estimate.sigma == pytest.approx(flat['std'], rel=0.3)
+  assert estimate.correlation > 0.3  # Plainly correlated, as measured.
+  assert abs(estimate.correlation - np.mean([flat['rho_y'], flat['rho_x']])
+             ) < 0.15

@@ -131,7 +131,8 @@ def test_level_zero_per_image_is_identity_for_that_image(kind):
 
 def _typical_level(kind: str) -> float:
   return {'gaussian': 25.0, 'poisson': 100.0, 'poisson_gaussian': 100.0,
-          'salt_and_pepper': 0.1, 'speckle': 0.2, 'none': 0.0}[kind]
+          'salt_and_pepper': 0.1, 'speckle': 0.2, 'none': 0.0,
+          'correlated_gaussian': 25.0, 'xray': 400.0}[kind]
 
 
 @pytest.mark.parametrize('kind', NOISY_KINDS)
@@ -265,9 +266,10 @@ def test_training_mixture_draws_kinds_and_reports_their_variance():
   config.clip = False
   clean = jnp.full((64, 48, 48, 1), 0.5)
   keys = jax.random.split(jax.random.key(0), 64)
-  noisy, a, b = jax.vmap(lambda k, x: noise.corrupt_with_params(
+  noisy, a, b, rho = jax.vmap(lambda k, x: noise.corrupt_with_params(
       k, x[None], config, train=True))(keys, clean)
   noisy, a, b = noisy[:, 0], a[:, 0], b[:, 0]
+  np.testing.assert_array_equal(rho, 0.0)  # White kinds only.
   poisson = np.asarray(a) > 0
   assert 10 < poisson.sum() < 54  # Both kinds drawn.
   doses = 1 / np.asarray(a)[poisson]

@@ -63,7 +63,10 @@ def define_flags() -> None:
                       'apply; default: the model shipped inside xdn.')
   flags.DEFINE_string('noise', 'auto', 'For models with a noise-level input '
                       "(the shipped one): 'auto' estimates each image's "
-                      'noise (logged); or gaussian:SIGMA (0-255 scale), '
+                      'noise and its spatial correlation (logged); or '
+                      'gaussian:SIGMA (0-255 scale), '
+                      'correlated_gaussian:SIGMA,RHO[,RHO_X] (pixel std and '
+                      'neighbour correlation, along y then x), '
                       'poisson:DOSE, poisson_gaussian:DOSE (with '
                       '--read_noise).')
   flags.DEFINE_float('read_noise', noise.DEFAULT_READ_NOISE,
@@ -279,13 +282,18 @@ def parse_noise(text: str) -> Optional[noise_estimation.NoiseEstimate]:
     return None
   kind, _, level = text.partition(':')
   try:
-    value = float(level)
+    values = [float(v) for v in level.split(',')]
+    if not 1 <= len(values) <= (3 if kind == 'correlated_gaussian' else 1):
+      raise ValueError
   except ValueError:
     raise errors.UserError(
-        f"--noise={text!r}: use 'auto', gaussian:SIGMA, poisson:DOSE or "
-        'poisson_gaussian:DOSE, e.g. --noise=gaussian:25') from None
+        f"--noise={text!r}: use 'auto', gaussian:SIGMA, "
+        'correlated_gaussian:SIGMA,RHO[,RHO_X], poisson:DOSE or '
+        'poisson_gaussian:DOSE, e.g. --noise=correlated_gaussian:25,0.4'
+    ) from None
   try:
-    return noise_estimation.known_noise(kind, value, FLAGS.read_noise)
+    return noise_estimation.known_noise(kind, values[0], FLAGS.read_noise,
+                                        *values[1:])
   except ValueError as e:
     raise errors.UserError(f'--noise={text!r}: {e}') from None
 

@@ -74,8 +74,12 @@ def define_flags() -> None:
   flags.DEFINE_integer('num_images', 0, 'Evaluate at most this many images '
                        '(0: the whole split).')
   flags.DEFINE_list('settings', None, 'Noise settings, each KIND:LEVEL (e.g. '
-                    'gaussian:25, poisson:50) or a preset name (e.g. '
-                    'gaussian_medium). Default: the standard grid.')
+                    'gaussian:25, poisson:50), KIND:LEVEL,CORRELATION for '
+                    'the correlated kinds (correlated_gaussian:25,0.37: '
+                    'pixel std and neighbour correlation; xray:400,0.68: '
+                    'quanta per pixel unattenuated and the detector '
+                    'correlation) or a preset name (e.g. gaussian_medium). '
+                    'Default: the standard grid.')
   flags.DEFINE_list('baselines', list(baselines.BASELINES),
                     f'Baselines to run, from {list(baselines.BASELINES)}.')
   flags.DEFINE_bool('skip_slow', False, 'Leave out the slow baselines '
@@ -113,6 +117,7 @@ class Setting:
   kind: str  # A key of noise.NOISE_KINDS.
   level: float  # In the kind's units (see xdn.noise).
   preset: str = ''  # The preset it came from, if any.
+  correlation: float = 0.0  # Neighbour correlation (correlated kinds).
 
   @property
   def label(self) -> str:
@@ -121,8 +126,28 @@ class Setting:
             'poisson_gaussian': f'dose={self.level:.4g}',
             'salt_and_pepper': f'{self.level:.0%}',
             'speckle': f'σ={self.level:.3g}',
-            'none': 'clean'}[self.kind]
+            'none': 'clean',
+            'correlated_gaussian': f'σ={self.level:.4g} ρ={self.correlation:.2f}',
+            'xray': f'N0={self.level:.4g} ρ={self.correlation:.2f}',
+            }[self.kind]
     return f'{self.preset} ({unit})' if self.preset else f'{self.kind} {unit}'
+
+
+def join_correlations(items: Sequence[str]) -> List[str]:
+  """Re-joins 'correlated_gaussian:25', '0.37' that a comma-separated flag
+  split apart: a bare number continues the setting before it."""
+  joined: List[str] = []
+  for item in items:
+    try:
+      float(item)
+      number = True
+    except ValueError:
+      number = False
+    if number and joined:
+      joined[-1] += f',{item.strip()}'
+    else:
+      joined.append(item)
+  return joined
 
 
 def parse_setting(text: str) -> Setting:
@@ -135,14 +160,24 @@ def parse_setting(text: str) -> Setting:
   if not sep:
     raise errors.UserError(
         f'noise setting {text!r} (flag --settings) must be KIND:LEVEL, e.g. '
-        f'gaussian:25, or one of the presets {sorted(noise.PRESETS)}')
+        'gaussian:25, correlated_gaussian:25,0.37 or xray:400,0.68, or one '
+        f'of the presets {sorted(noise.PRESETS)}')
+  level, _, correlation = level.partition(',')
   try:
     value = float(level)
+    rho = float(correlation) if correlation else 0.0
   except ValueError:
     raise errors.UserError(f'noise setting {text!r} (flag --settings): level '
-                           f'{level!r} is not a number') from None
+                           f'{level!r} or correlation {correlation!r} is not '
+                           'a number') from None
   kind, value = noise.resolve(kind, value)
-  return Setting(kind, value)
+  if correlation and kind not in noise.CORRELATED_KINDS:
+    raise errors.UserError(f'noise setting {text!r}: only '
+                           f'{noise.CORRELATED_KINDS} take a correlation')
+  if not 0 <= rho <= noise.noise_physics.MAX_CORRELATION:
+    raise errors.UserError(f'noise setting {text!r}: the correlation must be '
+                           f'in [0, {noise.noise_physics.MAX_CORRELATION}]')
+  return Setting(kind, value, correlation=rho)
 
 
 # Gaussian sigma 15/25/50 and the seed's tiers; Poisson at a moderate and a
@@ -160,7 +195,10 @@ def noise_key(seed: int, setting: Setting) -> jax.Array:
   """The key of a setting: seed folded with (kind index, level)."""
   kind_index = list(noise.NOISE_KINDS).index(setting.kind)
   key = jax.random.fold_in(jax.random.key(seed), kind_index)
-  return jax.random.fold_in(key, int(round(setting.level * 1000)))
+  key = jax.random.fold_in(key, int(round(setting.level * 1000)))
+  if setting.correlation:  # White settings keep the keys they always had.
+    key = jax.random.fold_in(key, int(round(setting.correlation * 1000)))
+  return key
 
 
 def noisy_images(clean: np.ndarray, setting: Setting, seed: int,
@@ -168,7 +206,8 @@ def noisy_images(clean: np.ndarray, setting: Setting, seed: int,
   """The noisy test images every method of `setting` sees (clipped)."""
   return np.asarray(noise.add_noise(
       noise_key(seed, setting), jnp.asarray(clean, jnp.float32),
-      setting.kind, setting.level, clip=True, read_noise=read_noise))
+      setting.kind, setting.level, clip=True, read_noise=read_noise,
+      correlation=setting.correlation))
 
 
 def noisy_image(clean: np.ndarray, setting: Setting, seed: int, index: int,
@@ -177,7 +216,8 @@ def noisy_image(clean: np.ndarray, setting: Setting, seed: int, index: int,
   key = jax.random.fold_in(noise_key(seed, setting), index)
   return np.asarray(noise.add_noise(
       key, jnp.asarray(clean, jnp.float32)[None], setting.kind,
-      setting.level, clip=True, read_noise=read_noise))[0]
+      setting.level, clip=True, read_noise=read_noise,
+      correlation=setting.correlation))[0]
 
 
 def _cached(cache_dir: str, fn, name: str, noisy: np.ndarray) -> np.ndarray:
@@ -312,9 +352,10 @@ def evaluate(clean: np.ndarray, settings: Sequence[Setting],
       noisy = noisy_images(clean, setting, seed, read_noise)
     outputs = {}
     told = None  # Only models with a noise-level input use it.
-    if oracle_noise and setting.kind in noise.AFFINE_KINDS:
+    if oracle_noise and (setting.kind in noise.AFFINE_KINDS or
+                         setting.kind == 'correlated_gaussian'):
       told = noise_estimation.known_noise(setting.kind, setting.level,
-                                          read_noise)
+                                          read_noise, setting.correlation)
     for name, denoiser in models.items():
       begin = time.time()
       outputs[name] = ([apply_model(denoiser, n[None], told)[0]
@@ -326,7 +367,8 @@ def evaluate(clean: np.ndarray, settings: Sequence[Setting],
       begin = time.time()
       apply = functools.partial(baselines.apply_many, name,
                                 kind=setting.kind, level=setting.level,
-                                read_noise=read_noise, pool=pool)
+                                read_noise=read_noise,
+                                correlation=setting.correlation, pool=pool)
       cache = cache_dir if name in baselines.SLOW else ''  # Others: ms.
       outputs[baselines.DISPLAY_NAMES[name]] = (
           _baseline_per_image(cache, apply, name, noisy) if per_image
@@ -338,7 +380,9 @@ def evaluate(clean: np.ndarray, settings: Sequence[Setting],
       scores = (_scores_per_image(outputs[method], clean) if per_image else
                 _scores(outputs[method], clean))
       rows.append({'setting': setting.label, 'kind': setting.kind,
-                   'level': setting.level, 'method': method, **scores})
+                   'level': setting.level,
+                   'correlation': setting.correlation, 'method': method,
+                   **scores})
       done += 1
     if setting == figure_setting:
       figure = {'clean': clean[figure_image][..., 0],
@@ -375,7 +419,8 @@ def markdown_table(evaluation: Evaluation) -> str:
   return '\n'.join(lines) + '\n'
 
 
-_CSV_FIELDS = ('setting', 'kind', 'level', 'method', 'psnr', 'ssim',
+_CSV_FIELDS = ('setting', 'kind', 'level', 'correlation', 'method', 'psnr',
+               'ssim',
                'psnr_std', 'ssim_std', 'num_images')
 _JSON_FIELDS = _CSV_FIELDS + ('psnr_per_image',)
 
@@ -540,7 +585,8 @@ def _main() -> None:
                            'baselines alone, --out')
   if FLAGS.pretrained and 'pretrained' not in workdirs:
     workdirs.append('pretrained')
-  settings = [parse_setting(s) for s in (FLAGS.settings or DEFAULT_SETTINGS)]
+  settings = [parse_setting(s) for s in
+              join_correlations(FLAGS.settings or DEFAULT_SETTINGS)]
   figure_setting = parse_setting(FLAGS.figure_setting)
   baseline_names = choose_baselines(FLAGS.baselines, FLAGS.skip_slow)
   out_dir = FLAGS.out or (workdirs[0] if workdirs and

@@ -149,12 +149,14 @@ def xray_variance(x: Array, dose: Level, electronic: Level = 0.0,
                   max_line_integral: float = MAX_LINE_INTEGRAL) -> Array:
   """Display-domain noise variance of `xray_noise` at clean intensity x.
 
-  From the delta method: var(-ln(I / N0) / mu) = var(I) / (I mu)^2 with
-  var(I) = I + e^2 and I = N0 exp(-mu x).
+  var(-ln(I / N0) / mu) = s^2 (1 + 1.5 s^2) / mu^2 with s^2 = var(I) / I^2,
+  var(I) = I + e^2 and I = N0 exp(-mu x): the delta method with its
+  second-order term (as for a log-normal), which matters below ~50 quanta.
   """
   mu = max_line_integral
   counts = dose * jnp.exp(-mu * jnp.clip(x, 0.0, 1.0))
-  return (counts + electronic**2) / (counts * mu)**2
+  s2 = (counts + electronic**2) / counts**2
+  return s2 * (1 + 1.5 * s2) / mu**2
 
 
 def add_xray_noise(key: Array, images: Array, dose: Level, rho: Level = 0.0,
@@ -209,7 +211,14 @@ def xray_affine_params(clean: Array, dose: Level, electronic: Level = 0.0,
   cov = jnp.mean((clean - mx) * (var - mv), axes, keepdims=True)
   spread = jnp.mean((clean - mx)**2, axes, keepdims=True)
   a = jnp.maximum(cov / jnp.maximum(spread, 1e-8), 0.0)
-  b = jnp.maximum(mv - a * mx, 0.0)
+  b = mv - a * mx
+  # A convex law can give a negative intercept, which no std map takes:
+  # then the best line through the origin.
+  through_origin = (jnp.mean(clean * var, axes, keepdims=True) /
+                    jnp.maximum(jnp.mean(clean**2, axes, keepdims=True),
+                                1e-8))
+  a = jnp.where(b < 0, through_origin, a)
+  b = jnp.maximum(b, 0.0)
   on = dose > 0
   flat = lambda v: jnp.where(on, v, 0.0).reshape(clean.shape[0])
   return flat(a), flat(b)
