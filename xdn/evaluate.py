@@ -102,6 +102,17 @@ def define_flags() -> None:
                       'in the figure (the first setting if not in the grid).')
   flags.DEFINE_integer('figure_image', 0, 'Index of the test image in the '
                        'figure.')
+  flags.DEFINE_enum('task', 'denoise', ['denoise', 'lesions'],
+                    "'denoise': PSNR / SSIM per setting; 'lesions': lesion "
+                    'fidelity (contrast transfer, NPW and CHO d\'; see '
+                    'xdn.lesion_eval) of faint inserted lesions.')
+  flags.DEFINE_list('lesion_sizes', ['3', '5', '8'], "--task=lesions: lesion "
+                    'Gaussian std in pixels (3-8 px: 3-10 mm nodules at '
+                    "NIH's ~0.42 mm pixels).")
+  flags.DEFINE_integer('lesions_per_size', 8, '--task=lesions: sites per '
+                       'lesion size and image.')
+  flags.DEFINE_float('lesion_d_prime', 2.0, "--task=lesions: each size's "
+                     "contrast gives the noisy input this NPW d'.")
   flags.DEFINE_integer('figure_crop', 256, 'Larger images are shown as this '
                        'many pixels square around their centre, at full '
                        'resolution (0: whole).')
@@ -577,6 +588,38 @@ def _data_config(workdirs: Sequence[str]):
   return data_config
 
 
+def _lesion_task(clean, settings, models, baseline_names, out_dir,
+                 meta) -> None:
+  """--task=lesions (see xdn.lesion_eval)."""
+  from xdn import lesion_eval  # pylint: disable=g-import-not-at-top
+  try:
+    sizes = [float(s) for s in FLAGS.lesion_sizes]
+  except ValueError:
+    raise errors.UserError(f'--lesion_sizes={FLAGS.lesion_sizes}: give '
+                           'numbers (pixels)') from None
+  if not sizes or min(sizes) <= 0 or FLAGS.lesions_per_size < 2:
+    raise errors.UserError('--lesion_sizes must be > 0 and '
+                           '--lesions_per_size >= 2')
+  images = [np.asarray(c)[..., 0] for c in clean]
+  methods = {}
+  for name, denoiser in models.items():
+    methods[name] = (lambda d: lambda n, s: apply_model(
+        d, n[None, ..., None])[0, ..., 0])(denoiser)
+  for name in baseline_names:
+    if name == 'noisy':
+      continue
+    methods[baselines.DISPLAY_NAMES[name]] = (lambda b: lambda n, s: (
+        baselines.apply(b, n, s.kind, s.level, FLAGS.read_noise,
+                        s.correlation)))(name)
+  make_noisy = lambda image, setting, index: noisy_image(
+      image[..., None], setting, FLAGS.seed, index, FLAGS.read_noise)[..., 0]
+  result = lesion_eval.evaluate_lesions(
+      images, settings, methods, make_noisy, sizes=sizes,
+      per_size=FLAGS.lesions_per_size, target_d_prime=FLAGS.lesion_d_prime,
+      seed=FLAGS.seed)
+  lesion_eval.write(out_dir, result, meta)
+
+
 def _main() -> None:
   from xdn.data import pipeline  # pylint: disable=g-import-not-at-top  # TF.
   workdirs = split_workdirs(FLAGS.workdir)
@@ -619,6 +662,11 @@ def _main() -> None:
                  workdir)
     denoisers.append(denoiser)
   models = dict(zip(model_labels(denoisers, workdirs), denoisers))
+  if FLAGS.task == 'lesions':
+    _lesion_task(clean, settings, models, baseline_names, out_dir,
+                 {'data': data_name, 'split': split,
+                  'num_images': len(clean), 'seed': FLAGS.seed})
+    return
 
   pool = None
   if FLAGS.processes > 1 and any(b in baselines.SLOW for b in baseline_names):

@@ -105,10 +105,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 def body_mask(image: np.ndarray, margin: int) -> np.ndarray:
   """Where lesions may go: inside the body region, `margin` px from the
   border. The body is what is neither near-black (collimation, air outside
-  the patient) nor near-white (labels, burnt-in text)."""
+  the patient) nor near-white (labels, burnt-in text, saturation)."""
   image = np.asarray(image, np.float32)
   lo, hi = np.quantile(image, [0.05, 0.995])
-  mask = (image > lo + 0.05 * (hi - lo)) & (image < hi)
+  mask = (image > lo + 0.05 * (hi - lo)) & (image < 0.98)
   mask[:margin] = mask[-margin:] = False
   mask[:, :margin] = mask[:, -margin:] = False
   return mask
