@@ -73,6 +73,10 @@ def define_flags() -> None:
                      'Read-noise sigma (0-255 scale) of '
                      '--noise=poisson_gaussian:DOSE.')
   flags.DEFINE_string('out', None, 'Folder for the denoised files (created).')
+  flags.DEFINE_bool('example', False, 'Denoise the example radiograph '
+                    'shipped with xdn (a chest PA crop with real detector '
+                    'noise) and write its noise report and a before/after '
+                    'picture beside the output.')
   flags.DEFINE_bool('overwrite', False, 'Replace existing output files.')
   flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'],
                     'Which checkpoint of the workdir to use.')
@@ -311,10 +315,47 @@ def load_model() -> Denoiser:
   return denoiser
 
 
+def write_example_extras(source: str, denoised_path: str,
+                         out_dir: str) -> List[str]:
+  """The noise reports of the example and its output, and a before/after
+  picture (centre crop, windowed to the input's 1-99th percentiles)."""
+  from xdn import noise_report  # pylint: disable=g-import-not-at-top
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  noise_report.write(source, out_dir)
+  before = read_radiograph(source).pixels
+  after = read_radiograph(denoised_path).pixels
+  h, w = before.shape
+  c = min(h, w, 192) // 2
+  crop = lambda x: x[h // 2 - c:h // 2 + c, w // 2 - c:w // 2 + c]
+  lo, hi = np.percentile(crop(before), [1, 99])
+  fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
+  for ax, image, title in zip(axes, (before, after),
+                              ('noisy (detector noise)', 'xdn-denoise')):
+    ax.imshow(crop(image), cmap='gray', vmin=lo, vmax=hi,
+              interpolation='nearest')
+    ax.set_title(title, fontsize=10)
+    ax.axis('off')
+  fig.tight_layout()
+  picture = os.path.join(out_dir, 'before_after.png')
+  fig.savefig(picture, dpi=110)
+  plt.close(fig)
+  stem = os.path.splitext(os.path.basename(source))[0]
+  return [os.path.join(out_dir, f'{stem}_noise.png'), picture]
+
+
 def main(argv: Sequence[str]) -> None:
   inputs = argv[1:]
   from xdn import checkpoints  # pylint: disable=g-import-not-at-top
   checkpoints.quiet_orbax_logs()
+  if FLAGS.example:
+    from xdn import examples  # pylint: disable=g-import-not-at-top
+    if inputs:
+      raise app.UsageError('--example denoises the shipped example; name no '
+                           'other inputs')
+    inputs = [examples.EXAMPLE]
   if not inputs:
     raise app.UsageError('name the input files or folders, e.g. '
                          'xdn-denoise --out=DIR scan.png')
@@ -345,6 +386,11 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(130)  # The shell's status for Ctrl-C; the summary is logged.
   if failed:
     sys.exit(1)
+  if FLAGS.example:
+    written = output_path(FLAGS.out, os.path.basename(inputs[0]), '.png')
+    extras = write_example_extras(inputs[0], written, FLAGS.out)
+    print(f'Denoised {written}; noise report and before/after picture: '
+          f'{", ".join(extras)}')
 
 
 def run() -> None:
