@@ -17,6 +17,7 @@ from configs import default
 from tests import dicom_fixtures
 from xdn import checkpoints
 from xdn import denoise
+from xdn import errors
 from xdn import models
 from xdn import state as state_lib
 from xdn import inference
@@ -295,3 +296,52 @@ def test_cli_end_to_end(tmp_path):
   out = np.asarray(Image.open(tmp_path / 'out' / 'scan.png'))
   assert out.shape == (40, 50) and out.dtype == np.uint16
   assert 0 < out.mean() < 65535  # Not blank: the untrained model is ~id.
+
+
+def test_example_runs_as_the_readme_says(tmp_path):
+  # The README's first command, on a fresh install: the shipped example,
+  # its noise report and a before/after picture.
+  cmd = [sys.executable, '-m', 'xdn.denoise', '--example',
+         f'--out={tmp_path / "denoised"}']
+  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  out = tmp_path / 'denoised'
+  for name in ('chest_pa_nema_rg1.png', 'chest_pa_nema_rg1_noise.json',
+               'chest_pa_nema_rg1_noise.png', 'before_after.png'):
+    assert (out / name).stat().st_size > 1000, name
+  from xdn import examples  # pylint: disable=g-import-not-at-top
+  before = np.asarray(Image.open(examples.EXAMPLE), np.float64)
+  after = np.asarray(Image.open(out / 'chest_pa_nema_rg1.png'), np.float64)
+  assert after.shape == before.shape and after.dtype == before.dtype
+  # Denoised: the fine-scale (pixel-to-pixel) variation drops ...
+  fine = lambda x: np.std(np.diff(x, axis=1))
+  assert fine(after) < 0.8 * fine(before)
+  # ... while the image stays the same picture.
+  assert np.abs(after - before).mean() < 0.01 * 65535
+  assert 'Estimated noise' in result.stderr and 'correlation' in result.stderr
+
+
+@pytest.mark.parametrize('text,sigma,rho', [
+    ('gaussian:25', 25.0, 0.0), ('correlated_gaussian:20,0.4', 20.0, 0.4),
+    ('correlated_gaussian:20,0.6,0.2', 20.0, 0.4)])
+def test_noise_flag_states_a_correlated_noise(text, sigma, rho):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if 'read_noise' not in flags.FLAGS:
+    denoise.define_flags()
+  flags.FLAGS(['xdn-denoise'])
+  told = denoise.parse_noise(text)
+  assert told.sigma == pytest.approx(sigma) and told.correlation == (
+      pytest.approx(rho))
+
+
+@pytest.mark.parametrize('text', ['correlated_gaussian:20,x',
+                                  'gaussian:20,0.4', 'correlated_gaussian:'
+                                  '20,1.5'])
+def test_bad_noise_flag_is_one_line(text):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if 'read_noise' not in flags.FLAGS:
+    denoise.define_flags()
+  flags.FLAGS(['xdn-denoise'])
+  with pytest.raises(errors.UserError, match='--noise'):
+    denoise.parse_noise(text)
