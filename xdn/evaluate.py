@@ -102,6 +102,8 @@ def define_flags() -> None:
                       'in the figure (the first setting if not in the grid).')
   flags.DEFINE_integer('figure_image', 0, 'Index of the test image in the '
                        'figure.')
+  flags.DEFINE_enum('precision', 'float32', list(inference.PRECISIONS),
+                    "Models' compute precision ('auto' as xdn-denoise).")
   flags.DEFINE_enum('task', 'denoise', ['denoise', 'lesions'],
                     "'denoise': PSNR / SSIM per setting; 'lesions': lesion "
                     'fidelity (contrast transfer, NPW and CHO d\'; see '
@@ -535,6 +537,8 @@ def choose_baselines(names: Sequence[str], skip_slow: bool) -> List[str]:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  from xdn import xla_flags  # pylint: disable=g-import-not-at-top
+  xla_flags.configure_xla_cpu()  # Before the first JAX computation.
   from xdn import checkpoints  # pylint: disable=g-import-not-at-top  # JAX.
   checkpoints.quiet_orbax_logs()
   try:
@@ -652,9 +656,10 @@ def _main() -> None:
   denoisers = []
   for workdir in workdirs:
     if workdir == 'pretrained':
-      denoiser = inference.load_pretrained()
+      denoiser = inference.load_pretrained(FLAGS.precision)
     else:
-      denoiser = inference.load_denoiser(workdir, FLAGS.checkpoint)
+      denoiser = inference.load_denoiser(workdir, FLAGS.checkpoint,
+                                         FLAGS.precision)
       if not FLAGS.folder and denoiser.config.data.name != data_name:
         logging.warning('%s was trained on %s but is evaluated on %s',
                         workdir, denoiser.config.data.name, data_name)

@@ -31,13 +31,44 @@ from xdn import noise
 from xdn import noise_estimation
 from xdn import pretrained
 from xdn import state as state_lib
+from xdn import xla_flags
 from xdn.noise_estimation import NoiseEstimate
+
+PRECISIONS = ('auto', 'float32', 'bfloat16')
+# precision='auto' picks bfloat16 only when the model's card states a PSNR
+# cost at most this large (config `inference.bfloat16_psnr_cost_db`).
+MAX_BFLOAT16_COST_DB = 0.1
+
+
+def resolve_precision(precision: str, config: ml_collections.ConfigDict
+                      ) -> str:
+  """'float32' or 'bfloat16' for a requested precision.
+
+  'auto': bfloat16 where the machine computes it natively (a GPU or TPU, or
+  a CPU with AVX512_BF16 / AMX) and the model's measured bfloat16 cost is
+  at most MAX_BFLOAT16_COST_DB on every held-out setting; else float32.
+  """
+  if precision not in PRECISIONS:
+    raise errors.UserError(f'unknown precision {precision!r}; use one of '
+                           f'{PRECISIONS}')
+  if precision != 'auto':
+    return precision
+  cost = config.get('inference', {}).get('bfloat16_psnr_cost_db', None)
+  if cost is None or cost > MAX_BFLOAT16_COST_DB:
+    return 'float32'
+  native = (jax.default_backend() != 'cpu' or xla_flags.native_bfloat16())
+  return 'bfloat16' if native else 'float32'
 
 # Tiles of the fully convolutional models: TILE pixels with OVERLAP pixels
 # shared by neighbours (blended with linear ramps). 512 + 32: a 2048x2048
 # image is 4x4 tiles, 13% more pixels than the image itself.
 TILE = 544
 OVERLAP = 32
+# Images up to this size are denoised whole, larger ones in tiles: the one
+# rule of `denoise_image` and `xdn-denoise`. Whole is faster (no overlap,
+# one call: a 2048x2048 radiograph in 0.8x the time of 544-px tiles) and
+# stays under 2 GB of memory at 2048x2048 (xdn-bench --inference).
+MAX_WHOLE_PIXELS = 2048 * 2048
 
 
 @dataclasses.dataclass
@@ -53,18 +84,36 @@ class Denoiser:
   # DRUNet): +0.15-0.25 dB on 64x64 thumbnails, at 8x the compute, which
   # small images can afford. 0: never.
   ensemble_max_pixels: int = 256 * 256
+  # The noise std (0-255) of the model's own training targets: detector
+  # noise that the "clean" radiographs it learnt from already hold, which
+  # it therefore takes for anatomy. Added in quadrature to the noise it is
+  # told, so that noise as weak as that is still removed. From the
+  # config's `inference.target_noise_sigma`; 0: none.
+  target_noise_sigma: float = -1.0
+  # Compute precision: 'float32', 'bfloat16' or 'auto' (resolve_precision).
+  # Outputs are float32 in [0, 1] either way.
+  precision: str = 'float32'
   _apply: Callable = dataclasses.field(init=False, repr=False)
 
   def __post_init__(self):
-    model = models.create_model(self.config)
+    if self.target_noise_sigma < 0:
+      self.target_noise_sigma = float(
+          self.config.get('inference', {}).get('target_noise_sigma', 0.0))
+    self.precision = resolve_precision(self.precision, self.config)
+    config = self.config
+    if self.precision != config.model.get('dtype', 'float32'):
+      config = config.copy_and_resolve_references()
+      config.model.dtype = self.precision
+    model = models.create_model(config)
     channels = state_lib.noise_channels(self.config)
 
     def denoise(variables, images, a, b, rho):
       if channels:
         images = noise.with_noise_map(images, a, b,
                                       rho if channels == 2 else None)
-      return models.denoised_image(model.apply(variables, images,
-                                               train=False))
+      out = models.denoised_image(model.apply(variables, images,
+                                              train=False))
+      return out.astype(jnp.float32)
 
     @functools.partial(jax.jit, static_argnums=5)
     def apply(variables, images, a, b, rho, ensemble: bool):
@@ -124,6 +173,8 @@ class Denoiser:
       noise_levels = [noise_estimation.estimate_noise(i[..., 0])
                       for i in images]
     a, b, rho = _variance_params(noise_levels, len(images))
+    if self.takes_noise_map and self.target_noise_sigma > 0:
+      b = b + np.float32((self.target_noise_sigma / 255.0)**2)
     outputs = []
     for start in range(0, len(images), self.batch_size):
       stop = start + self.batch_size
@@ -184,8 +235,10 @@ def _abstract_state(config: ml_collections.ConfigDict) -> state_lib.TrainState:
       (size, size, 1)))
 
 
-def load_denoiser(workdir: str, which: str = 'best') -> Denoiser:
+def load_denoiser(workdir: str, which: str = 'best',
+                  precision: str = 'float32') -> Denoiser:
   """The model trained in `workdir`: its best checkpoint (or latest)."""
+  xla_flags.configure_xla_cpu()  # Before the first JAX computation.
   config = checkpoints.read_config(workdir)
   config.model = models.restore_model_config(config.model.to_dict())
   target = flax.serialization.to_state_dict(_abstract_state(config))
@@ -198,13 +251,19 @@ def load_denoiser(workdir: str, which: str = 'best') -> Denoiser:
     ckpt.close()
   return Denoiser(config, {'params': restored['params'],
                            'batch_stats': restored['batch_stats']},
-                  step=int(restored['step']), name=config.model.name)
+                  step=int(restored['step']), name=config.model.name,
+                  precision=precision)
 
 
-def load_pretrained() -> Denoiser:
-  """The denoiser shipped inside xdn (see xdn/pretrained/MODEL_CARD.md)."""
+def load_pretrained(precision: str = 'float32') -> Denoiser:
+  """The denoiser shipped inside xdn (see xdn/pretrained/MODEL_CARD.md).
+
+  `precision`: 'float32', 'bfloat16' or 'auto' (see resolve_precision).
+  """
+  xla_flags.configure_xla_cpu()  # Before the first JAX computation.
   config, variables, step = pretrained.load()
-  return Denoiser(config, variables, step=step, name=pretrained.NAME)
+  return Denoiser(config, variables, step=step, name=pretrained.NAME,
+                  precision=precision)
 
 
 # ----------------------------------------------------------------- tiling
@@ -278,7 +337,7 @@ def _call(denoiser: Denoiser, images: np.ndarray,
 
 def denoise_image(denoiser: Denoiser, image: np.ndarray, *, tile: int = 0,
                   overlap: int = -1, batch_size: int = 32,
-                  max_pixels: int = TILE * TILE,
+                  max_pixels: int = MAX_WHOLE_PIXELS,
                   noise_level: Optional[NoiseEstimate] = None) -> np.ndarray:
   """Denoises one [H, W] float image in [0, 1], whole or in tiles.
 

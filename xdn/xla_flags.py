@@ -1,36 +1,141 @@
-"""Process-level XLA settings, applied by the command-line entry points.
+"""Process-level XLA:CPU settings, chosen by jaxlib version and CPU.
 
-Library modules never change the environment by themselves; `run.py`,
-`xdn.bench` and the tests call `configure_xla_cpu()` explicitly, before the
-first JAX computation (XLA reads its flags when the backend starts).
+XLA reads XLA_FLAGS once, when its backend starts, and aborts the process
+on a flag it does not know. So `configure_xla_cpu()` runs before the first
+JAX computation (the entry points `run.py`, `xdn-denoise`, `xdn-evaluate`,
+`xdn-bench`, and `xdn.inference`'s loaders call it), adds only flags that
+the installed jaxlib is known to have *and* whose name is in its binary,
+never a flag the user already set (their XLA_FLAGS wins), and logs what it
+chose. XDN_KEEP_XLA_FLAGS=1 turns it off.
+
+What it chooses (measured with `xdn-bench` on a 2-core AMD Zen 5):
+  jaxlib 0.10   YNNPACK off for convolutions: it ran these models' float32
+                convolutions 3-8x slower than XLA's Eigen path.
+  jaxlib >= 0.12
+                every convolution on oneDNN (custom call) and none left to
+                YNNPACK: the U-Net forward pass at 0.70x the time, outputs
+                equal to 3e-7. (`--xla_cpu_use_onednn=true`, the older
+                route, makes bfloat16 56x slower and is never set.)
+`cpu_features()` reads the CPU's flags; `native_bfloat16()` says whether
+bfloat16 arithmetic is native (AVX512_BF16 or AMX), which
+`xdn.inference`'s precision='auto' needs.
 """
 
+import functools
 import importlib.metadata
+import mmap
 import os
+import platform
+from typing import FrozenSet, List, Tuple
 
 from absl import logging
 
-# jaxlib 0.10 hands every float32 convolution on CPU to YNNPACK, which runs
-# the convolutions of these models 3-8x slower than XLA's Eigen path
-# (measured with xdn.bench; newer XLA no longer does so for float32). The
-# flag is unknown to other jaxlib versions, and XLA aborts on unknown flags,
-# so it is only added where it is known to exist.
 _YNN_OFF = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
-_VERSIONS_WITH_YNN = ('0.10.',)
+_ONEDNN = '--xla_cpu_experimental_onednn_custom_call=true'
 
 
-def configure_xla_cpu() -> None:
-  """Keeps XLA:CPU convolutions on the fast path (see above), unless the
-  user already set that flag in XLA_FLAGS or XDN_KEEP_XLA_FLAGS=1."""
-  flags = os.environ.get('XLA_FLAGS', '')
-  if ('xla_cpu_experimental_ynn_fusion_type' in flags
-      or os.environ.get('XDN_KEEP_XLA_FLAGS') == '1'):
-    return
+def _version_tuple(version: str) -> Tuple[int, ...]:
+  parts = []
+  for part in version.split('.')[:3]:
+    digits = ''.join(c for c in part if c.isdigit())
+    parts.append(int(digits) if digits else 0)
+  return tuple(parts)
+
+
+def choose(jaxlib_version: str, machine: str = 'x86_64') -> List[str]:
+  """The flags worth setting for a jaxlib version on a CPU architecture."""
+  version = _version_tuple(jaxlib_version)
+  if version[:2] == (0, 10):
+    return [_YNN_OFF]
+  if version >= (0, 12) and machine in ('x86_64', 'AMD64'):
+    return [_ONEDNN, _YNN_OFF]
+  return []
+
+
+def flag_name(flag: str) -> str:
+  """'--xla_foo=bar' -> 'xla_foo'."""
+  return flag.lstrip('-').split('=', 1)[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _xla_binary() -> str:
+  """The jaxlib shared library that holds XLA's flag table, or ''."""
+  try:
+    import jaxlib  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return ''
+  folder = os.path.dirname(jaxlib.__file__)
+  candidates = []
+  for root, _, files in os.walk(folder):
+    for name in files:
+      if '.so' in name or name.endswith('.pyd'):
+        path = os.path.join(root, name)
+        candidates.append((os.path.getsize(path), path))
+  # XLA is the largest library jaxlib ships (libjax_common, xla_extension).
+  return max(candidates)[1] if candidates else ''
+
+
+@functools.lru_cache(maxsize=None)
+def known_to_jaxlib(name: str) -> bool:
+  """Whether the installed jaxlib's binary holds the flag name `name`."""
+  path = _xla_binary()
+  if not path:
+    return False
+  try:
+    with open(path, 'rb') as f, mmap.mmap(f.fileno(), 0,
+                                          access=mmap.ACCESS_READ) as m:
+      return m.find(name.encode()) >= 0
+  except (OSError, ValueError):
+    return False
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_features() -> FrozenSet[str]:
+  """The CPU's feature flags (Linux /proc/cpuinfo), lower case; or empty."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('flags'):
+          return frozenset(line.split(':', 1)[1].split())
+  except OSError:
+    pass
+  return frozenset()
+
+
+def native_bfloat16() -> bool:
+  """Whether this CPU computes in bfloat16 natively (AVX512_BF16, AMX)."""
+  return bool(cpu_features() & {'avx512_bf16', 'amx_bf16'})
+
+
+def _backend_started() -> bool:
+  try:
+    from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+    return bool(getattr(xla_bridge, '_backends', {}))
+  except ImportError:
+    return False
+
+
+def configure_xla_cpu() -> List[str]:
+  """Adds the chosen flags to XLA_FLAGS (see the module docstring).
+
+  Returns the flags added (none when the user set them, when
+  XDN_KEEP_XLA_FLAGS=1, when JAX has already started its backend, or when
+  the jaxlib lacks them).
+  """
+  if os.environ.get('XDN_KEEP_XLA_FLAGS') == '1':
+    return []
+  if _backend_started():
+    logging.debug('XLA already started; XLA_FLAGS left as they are')
+    return []
   try:
     version = importlib.metadata.version('jaxlib')
   except importlib.metadata.PackageNotFoundError:
-    return
-  if version.startswith(_VERSIONS_WITH_YNN):
-    os.environ['XLA_FLAGS'] = f'{flags} {_YNN_OFF}'.strip()
-    logging.info('XLA_FLAGS=%s (fast CPU convolutions for jaxlib %s)',
-                 os.environ['XLA_FLAGS'], version)
+    return []
+  current = os.environ.get('XLA_FLAGS', '')
+  added = [f for f in choose(version, platform.machine())
+           if flag_name(f) not in current and known_to_jaxlib(flag_name(f))]
+  if added:
+    os.environ['XLA_FLAGS'] = ' '.join([current] + added).strip()
+    logging.info('XLA_FLAGS=%s (chosen for jaxlib %s on %s)',
+                 os.environ['XLA_FLAGS'], version, platform.machine())
+  return added

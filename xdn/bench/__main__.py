@@ -25,12 +25,29 @@ _REFERENCE = flags.DEFINE_bool('reference', False,
                                'Also time the Keras originals.')
 _DATA_DIR = flags.DEFINE_string('data_dir', None,
                                 'TFDS data_dir (default: the config\'s).')
+_INFERENCE = flags.DEFINE_bool('inference', False, 'Time denoising whole '
+                               'radiographs with the shipped model instead '
+                               '(xdn.bench.denoise_speed).')
+_SIZES = flags.DEFINE_list('sizes', ['1024', '2048'], '--inference: image '
+                           'sizes (square).')
+_PRECISION = flags.DEFINE_enum('precision', 'float32',
+                               ['auto', 'float32', 'bfloat16'],
+                               '--inference: compute precision.')
 
 
 def main(argv):
   del argv
   from xdn import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.configure_xla_cpu()  # As run.py does: time what users train with.
+  if _INFERENCE.value:
+    from xdn.bench import denoise_speed  # pylint: disable=g-import-not-at-top
+    try:
+      results = denoise_speed.benchmark([int(s) for s in _SIZES.value],
+                                        _REPEATS.value, _PRECISION.value)
+    except (ValueError, errors.UserError) as e:
+      raise SystemExit(f'error: {e}') from None
+    print(json.dumps(results))
+    return
   from xdn import bench  # pylint: disable=g-import-not-at-top
   try:
     for name in _MODELS.value:
