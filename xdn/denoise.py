@@ -310,8 +310,8 @@ def parse_noise(text: str) -> Optional[noise_estimation.NoiseEstimate]:
 def load_model() -> Denoiser:
   """The model of --workdir, or the shipped one."""
   if FLAGS.workdir:
-    denoiser = inference.load_denoiser(FLAGS.workdir, FLAGS.checkpoint,
-                                       FLAGS.precision)
+    denoiser = inference.load(FLAGS.workdir, FLAGS.checkpoint,
+                              FLAGS.precision)
     source = FLAGS.workdir
   else:
     denoiser = inference.load_pretrained(FLAGS.precision)

@@ -655,11 +655,8 @@ def _main() -> None:
                split)
   denoisers = []
   for workdir in workdirs:
-    if workdir == 'pretrained':
-      denoiser = inference.load_pretrained(FLAGS.precision)
-    else:
-      denoiser = inference.load_denoiser(workdir, FLAGS.checkpoint,
-                                         FLAGS.precision)
+    denoiser = inference.load(workdir, FLAGS.checkpoint, FLAGS.precision)
+    if workdir != 'pretrained' and 'data' in denoiser.config:
       if not FLAGS.folder and denoiser.config.data.name != data_name:
         logging.warning('%s was trained on %s but is evaluated on %s',
                         workdir, denoiser.config.data.name, data_name)

@@ -24,11 +24,23 @@ from xdn import pretrained
 FLAGS = flags.FLAGS
 
 
-def export(workdir: str, out_dir: str, which: str = 'best') -> str:
-  """Saves `workdir`'s model (float16) and config to `out_dir`."""
+def export(workdir: str, out_dir: str, which: str = 'best', *,
+           target_noise_sigma: float = 0.0,
+           bfloat16_psnr_cost_db: float = -1.0) -> str:
+  """Saves `workdir`'s model (float16) and config to `out_dir`.
+
+  The config's `inference` section records what was measured about the
+  model (see `xdn.inference.Denoiser`): its training targets' own noise
+  std and the PSNR cost of bfloat16 (< 0: not measured; then
+  precision='auto' stays float32).
+  """
   denoiser = inference.load_denoiser(workdir, which)
   config = denoiser.config.copy_and_resolve_references()
   config.data.manual_dir = '/path/to/nih1024/images'  # Placeholder.
+  with config.unlocked():
+    config.inference = {'target_noise_sigma': float(target_noise_sigma)}
+    if bfloat16_psnr_cost_db >= 0:
+      config.inference.bfloat16_psnr_cost_db = float(bfloat16_psnr_cost_db)
   params = jax.tree.map(lambda x: np.asarray(x, np.float16),
                         denoiser.variables['params'])
   os.makedirs(out_dir, exist_ok=True)
@@ -50,7 +62,9 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   try:
-    export(FLAGS.workdir, FLAGS.out, FLAGS.checkpoint)
+    export(FLAGS.workdir, FLAGS.out, FLAGS.checkpoint,
+           target_noise_sigma=FLAGS.target_noise_sigma,
+           bfloat16_psnr_cost_db=FLAGS.bfloat16_psnr_cost_db)
   except errors.UserError as e:
     raise SystemExit(f'error: {e}') from None
 
@@ -60,5 +74,11 @@ if __name__ == '__main__':
   flags.DEFINE_string('out', pretrained.FOLDER, 'Folder to write to.')
   flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'],
                     'Which checkpoint.')
+  flags.DEFINE_float('target_noise_sigma', 0.0, 'Std (0-255) of the noise '
+                     'the training targets hold themselves (measured with '
+                     'xdn-noise on the training folder).')
+  flags.DEFINE_float('bfloat16_psnr_cost_db', -1.0, 'Largest PSNR cost of '
+                     'bfloat16 measured on the held-out settings (< 0: '
+                     'not measured).')
   flags.mark_flags_as_required(['workdir'])
   app.run(main)

@@ -14,6 +14,7 @@ neither training code nor TensorFlow, so it starts quickly.
 
 import dataclasses
 import functools
+import os
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from absl import logging
@@ -255,15 +256,30 @@ def load_denoiser(workdir: str, which: str = 'best',
                   precision=precision)
 
 
-def load_pretrained(precision: str = 'float32') -> Denoiser:
-  """The denoiser shipped inside xdn (see xdn/pretrained/MODEL_CARD.md).
+def load_pretrained(precision: str = 'float32',
+                    folder: str = pretrained.FOLDER) -> Denoiser:
+  """The denoiser shipped inside xdn (see xdn/pretrained/MODEL_CARD.md),
+  or one exported the same way (`python -m xdn.export`) to `folder`.
 
   `precision`: 'float32', 'bfloat16' or 'auto' (see resolve_precision).
   """
   xla_flags.configure_xla_cpu()  # Before the first JAX computation.
-  config, variables, step = pretrained.load()
-  return Denoiser(config, variables, step=step, name=pretrained.NAME,
+  config, variables, step = pretrained.load(folder)
+  name = (pretrained.NAME if folder == pretrained.FOLDER else
+          os.path.basename(os.path.normpath(folder)))
+  return Denoiser(config, variables, step=step, name=name,
                   precision=precision)
+
+
+def load(source: str, which: str = 'best',
+         precision: str = 'float32') -> Denoiser:
+  """'pretrained' (the shipped model), an exported model folder, or a
+  training workdir (its `which` checkpoint)."""
+  if source == 'pretrained':
+    return load_pretrained(precision)
+  if pretrained.available(source):
+    return load_pretrained(precision, source)
+  return load_denoiser(source, which, precision)
 
 
 # ----------------------------------------------------------------- tiling
