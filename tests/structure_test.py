@@ -23,7 +23,9 @@ COMMAND_LINES = {'xdn.denoise', 'xdn.evaluate', 'xdn.export', 'xdn.bench',
                  'xdn.bench.__main__', 'xdn.data.noisy_copy'}
 # The bottom layer: pure functions and I/O, importing no other xdn layer.
 BOTTOM = {'xdn.noise', 'xdn.metrics', 'xdn.image_io', 'xdn.radiograph_io',
-          'xdn.noise_estimation', 'xdn.errors', 'xdn.batching'}
+          'xdn.noise_estimation', 'xdn.errors', 'xdn.batching',
+          'xdn.noise_physics', 'xdn.lesions', 'xdn.task_metrics',
+          'xdn.noise_report', 'xdn.xla_flags'}
 ALLOWED_IN_BOTTOM = BOTTOM | {'xdn.models'}
 
 

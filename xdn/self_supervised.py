@@ -291,7 +291,11 @@ def estimate_sigma(noisy: Array) -> Array:
   detail = jnp.abs((p - q - r + s) / 2).reshape(x.shape[0], -1)
   mad_to_std = 1 / 0.6745
   sigma = jnp.median(detail, axis=1) * mad_to_std
-  for _ in range(3):
+  # Four passes, as the numpy version (three refinements, then its final
+  # mask). It assumes white noise: images under
+  # noise_estimation.MIN_PIXELS_FOR_CORRELATION (training patches) are
+  # taken as white there too.
+  for _ in range(4):
     unclipped = ((mean > 2 * sigma[:, None]) &
                  (mean < 1 - 2 * sigma[:, None]))
     refined = jnp.nanmedian(jnp.where(unclipped, detail, jnp.nan),
