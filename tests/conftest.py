@@ -16,7 +16,9 @@ if REPO not in sys.path:
 
 from xdn import xla_flags  # pylint: disable=g-import-not-at-top
 
-xla_flags.configure_xla_cpu()  # As run.py does; subprocesses inherit it.
+# As run.py does (subprocesses inherit it), but without oneDNN: the suite
+# compares one device against four, and oneDNN rounds per batch size.
+xla_flags.configure_xla_cpu(onednn=False)
 
 
 import pytest  # pylint: disable=g-import-not-at-top

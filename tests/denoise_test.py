@@ -326,11 +326,7 @@ def test_example_runs_as_the_readme_says(tmp_path):
     ('gaussian:25', 25.0, 0.0), ('correlated_gaussian:20,0.4', 20.0, 0.4),
     ('correlated_gaussian:20,0.6,0.2', 20.0, 0.4)])
 def test_noise_flag_states_a_correlated_noise(text, sigma, rho):
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  if 'read_noise' not in flags.FLAGS:
-    denoise.define_flags()
-  flags.FLAGS(['xdn-denoise'])
-  told = denoise.parse_noise(text)
+  told = denoise.parse_noise(text, read_noise=2.0)
   assert told.sigma == pytest.approx(sigma) and told.correlation == (
       pytest.approx(rho))
 
@@ -339,9 +335,5 @@ def test_noise_flag_states_a_correlated_noise(text, sigma, rho):
                                   'gaussian:20,0.4', 'correlated_gaussian:'
                                   '20,1.5'])
 def test_bad_noise_flag_is_one_line(text):
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  if 'read_noise' not in flags.FLAGS:
-    denoise.define_flags()
-  flags.FLAGS(['xdn-denoise'])
   with pytest.raises(errors.UserError, match='--noise'):
-    denoise.parse_noise(text)
+    denoise.parse_noise(text, read_noise=2.0)

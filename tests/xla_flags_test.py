@@ -121,3 +121,26 @@ def test_inference_bench_entry():
   assert 80e3 < entry['model_flops'] / 64**2 < 120e3
   assert 0 < entry['fraction_of_peak'] < 1
   assert results['peak_rss_mb'] > 0 and 'precision' in results
+
+
+def test_float32_outputs_with_the_chosen_flags_equal_those_without(tmp_path):
+  # Two fresh processes, with and without xdn's XLA flags: the shipped
+  # model's float32 output may differ by rounding only.
+  code = ('import sys, numpy as np; from xdn import inference; '
+          'rng = np.random.default_rng(0); '
+          'y, x = np.mgrid[0:160, 0:160] / 160; '
+          'img = np.clip(0.5 + 0.2 * np.sin(5 * x) + rng.normal(0, 0.05, '
+          'x.shape), 0, 1).astype(np.float32); '
+          'np.save(sys.argv[1], inference.denoise_image('
+          'inference.load_pretrained(), img))')
+  outs = []
+  for keep in ('1', '0'):
+    env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+    env['XDN_KEEP_XLA_FLAGS'] = keep
+    path = str(tmp_path / f'out{keep}.npy')
+    result = subprocess.run([sys.executable, '-c', code, path], cwd=REPO,
+                            env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    outs.append(np.load(path))
+  np.testing.assert_allclose(outs[0], outs[1], atol=1e-5)

@@ -285,8 +285,10 @@ class _StopAfterCurrentFile:
       signal.signal(signal.SIGINT, self._previous)
 
 
-def parse_noise(text: str) -> Optional[noise_estimation.NoiseEstimate]:
-  """--noise: None for 'auto', else the named noise's variance model."""
+def parse_noise(text: str, read_noise: Optional[float] = None
+                ) -> Optional[noise_estimation.NoiseEstimate]:
+  """--noise: None for 'auto', else the named noise's variance model
+  (`read_noise`: poisson_gaussian's, default --read_noise)."""
   if text == 'auto':
     return None
   kind, _, level = text.partition(':')
@@ -301,7 +303,9 @@ def parse_noise(text: str) -> Optional[noise_estimation.NoiseEstimate]:
         'poisson_gaussian:DOSE, e.g. --noise=correlated_gaussian:25,0.4'
     ) from None
   try:
-    return noise_estimation.known_noise(kind, values[0], FLAGS.read_noise,
+    if read_noise is None:
+      read_noise = FLAGS.read_noise
+    return noise_estimation.known_noise(kind, values[0], read_noise,
                                         *values[1:])
   except ValueError as e:
     raise errors.UserError(f'--noise={text!r}: {e}') from None
