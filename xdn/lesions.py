@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from xdn import errors
+
 Array = jax.Array
 
 PROFILES = ('gaussian', 'flat')
@@ -85,7 +87,6 @@ def insert_random_lesions(key: Array, images: Array,
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises a clear error for a bad `config.lesions`."""
-  from xdn import errors  # pylint: disable=g-import-not-at-top
   if not 0 <= config.rate <= 1:
     raise errors.UserError(f'lesions.rate must be in [0, 1], got {config.rate}')
   if config.rate == 0:

@@ -63,25 +63,10 @@ def flat_regions(image: np.ndarray, region: int = REGION,
                  fraction: float = 0.25) -> FlatRegions:
   """The flattest `fraction` of the image's non-overlapping regions.
 
-  Flatness is judged on the low-pass (sigma 4 px) image, so a region is not
-  chosen for having little noise by chance, and regions touching clipped
-  pixels (0 or 1) are left out.
+  Chosen by `blocks_flattest`.
   """
   image = np.asarray(image, np.float64)
-  smooth = _lowpass(image, 4.0)
-  scores, corners = [], []
-  for y in range(0, image.shape[0] - region + 1, region):
-    for x in range(0, image.shape[1] - region + 1, region):
-      block = image[y:y + region, x:x + region]
-      if block.min() <= 0.0 or block.max() >= 1.0:
-        continue
-      scores.append(np.std(_detrend(smooth[y:y + region, x:x + region])))
-      corners.append((y, x))
-  if not corners:
-    raise ValueError(f'no unclipped {region}x{region} region in an image of '
-                     f'shape {image.shape}')
-  order = np.argsort(scores)[:max(1, int(round(len(corners) * fraction)))]
-  chosen = [corners[i] for i in order]
+  chosen = blocks_flattest(image, region, fraction)
   residuals = np.stack([_detrend(image[y:y + region, x:x + region])
                         for y, x in chosen])
   return FlatRegions(residuals, chosen)
@@ -262,7 +247,9 @@ if __name__ == '__main__':
 def blocks_flattest(image: np.ndarray, block: int = 32,
                     fraction: float = 0.25) -> List[tuple]:
   """Corners of the flattest `fraction` of the [H, W] image's block x block
-  blocks, judged on its low-pass (sigma 4 px) detrended structure."""
+  blocks, judged on its low-pass (sigma 4 px) detrended structure, so a
+  block is not chosen for having little noise by chance; blocks touching
+  clipped pixels (0 or 1) or constant are left out."""
   smooth = _lowpass(np.asarray(image, np.float64), 4.0)
   scores, corners = [], []
   for y in range(0, image.shape[0] - block + 1, block):
@@ -274,7 +261,7 @@ def blocks_flattest(image: np.ndarray, block: int = 32,
       scores.append(np.std(_detrend(smooth[y:y + block, x:x + block])))
       corners.append((y, x))
   if not corners:
-    raise ValueError(f'no unclipped {block}x{block} block in an image of '
+    raise ValueError(f'no unclipped {block}x{block} region in an image of '
                      f'shape {image.shape}')
   order = np.argsort(scores)[:max(1, int(round(len(corners) * fraction)))]
   return [corners[i] for i in order]
