@@ -57,3 +57,19 @@ def test_report_on_the_real_chest_pa(tmp_path):
 def test_too_small_or_saturated_image_is_refused():
   with pytest.raises(ValueError, match='region'):
     noise_report.report(np.ones((128, 128), np.float32))
+
+
+def test_command_line_writes_the_report(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  image = np.clip(_flat_noisy(15.0, 0.4, size=256), 0, 1)
+  Image.fromarray((image * 65535).astype(np.uint16)).save(tmp_path / 'f.png')
+  result = subprocess.run(
+      [sys.executable, '-m', 'xdn.noise_report', str(tmp_path / 'f.png'),
+       f'--out={tmp_path / "out"}'], capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'flat regions' in result.stdout
+  assert (tmp_path / 'out' / 'f_noise.json').exists()
+  assert (tmp_path / 'out' / 'f_noise.png').exists()

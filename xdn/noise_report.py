@@ -240,9 +240,6 @@ def run() -> None:
   app.run(main)
 
 
-if __name__ == '__main__':
-  run()
-
 
 def blocks_flattest(image: np.ndarray, block: int = 32,
                     fraction: float = 0.25) -> List[tuple]:
@@ -290,3 +287,7 @@ def denoising_check(before: np.ndarray, after: np.ndarray,
           'lowpass_psnr_db': float(10 * np.log10((hi - lo)**2 /
                                                  max(mse, 1e-20))),
           'blocks': len(corners)}
+
+
+if __name__ == '__main__':
+  run()
