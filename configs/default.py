@@ -159,6 +159,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   noise.electronic_noise = xdn_noise.noise_physics.DEFAULT_ELECTRONIC_NOISE
   noise.min_xray_dose = 0.0
   noise.max_xray_dose = 0.0
+  # 'xray', noise-map models: the share of images told the X-ray variance
+  # law itself (exponential in intensity, xdn.noise.noise_std_map) instead
+  # of its closest line; evaluation tells it when > 0.
+  noise.xray_law_fraction = 0.0
 
   # ------------------------------------------------------------- lesions
   # Training only: insert faint synthetic lesions (xdn.lesions) into this
@@ -171,6 +175,24 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   lesions.min_size = 1.0  # Gaussian profile std in pixels (log-uniform).
   lesions.max_size = 6.0
   lesions.positive_fraction = 0.75  # Brighter than the background (nodules).
+
+  # ------------------------------------------------------------ fidelity
+  # Noise-map models (xdn.fidelity_loss): half of each batch are lesion
+  # twins of the other half under the same noise, every pair is told a
+  # strength s (1 with probability full_fraction, else uniform in
+  # [min_strength, 1)), and below s = 1 the loss adds `weight` x the lesion
+  # transfer error and `texture_weight` x the residual's NPS-shape error,
+  # both times the noise variance and ((1 - s) / (1 - min_strength))^2.
+  # Off while both weights are 0.
+  config.fidelity = fidelity = ml_collections.ConfigDict()
+  fidelity.weight = 0.0
+  fidelity.texture_weight = 0.0
+  fidelity.min_strength = 0.5
+  fidelity.full_fraction = 0.5
+  fidelity.min_size = 1.5  # Lesion Gaussian std in pixels (log-uniform).
+  fidelity.max_size = 8.0
+  fidelity.min_d_prime = 1.0  # Contrast for this input NPW d' (log-uniform).
+  fidelity.max_d_prime = 4.0
 
   # ---------------------------------------------------------------- loss
   config.loss = loss = ml_collections.ConfigDict()

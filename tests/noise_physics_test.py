@@ -132,7 +132,7 @@ def test_training_draws_correlations_and_xray_doses():
   clean = jnp.broadcast_to(jnp.linspace(0.2, 0.8, 32)[None, :, None, None],
                            (48, 32, 32, 1))
   keys = jax.random.split(jax.random.key(0), 48)
-  noisy, a, b, rho = jax.vmap(lambda k, x: noise.corrupt_with_params(
+  noisy, a, b, rho, _ = jax.vmap(lambda k, x: noise.corrupt_with_params(
       k, x[None], config, train=True))(keys, clean)
   rho = np.asarray(rho)[:, 0]
   assert rho.min() >= 0.2 - 1e-6 and rho.max() <= 0.7 + 1e-6

@@ -266,7 +266,7 @@ def test_training_mixture_draws_kinds_and_reports_their_variance():
   config.clip = False
   clean = jnp.full((64, 48, 48, 1), 0.5)
   keys = jax.random.split(jax.random.key(0), 64)
-  noisy, a, b, rho = jax.vmap(lambda k, x: noise.corrupt_with_params(
+  noisy, a, b, rho, _ = jax.vmap(lambda k, x: noise.corrupt_with_params(
       k, x[None], config, train=True))(keys, clean)
   noisy, a, b = noisy[:, 0], a[:, 0], b[:, 0]
   np.testing.assert_array_equal(rho, 0.0)  # White kinds only.

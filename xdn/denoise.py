@@ -51,6 +51,7 @@ from xdn import inference
 from xdn import noise_estimation
 from xdn import pretrained
 from xdn import radiograph_io
+from xdn import strength as strength_lib
 from xdn.inference import Denoiser, denoise_image
 from xdn.radiograph_io import IMAGE_EXTENSIONS, is_dicom, read_radiograph
 
@@ -77,6 +78,13 @@ def define_flags() -> None:
                     'shipped with xdn (a chest PA crop with real detector '
                     'noise) and write its noise report and a before/after '
                     'picture beside the output.')
+  flags.DEFINE_string('strength', None, 'Denoising strength, for models '
+                      "with a noise-level input: 'low', 'medium', 'high' or "
+                      "'full' (each defined by what it keeps: README, "
+                      '"Strength levels"), or a number in (0, 2], the '
+                      'fraction of the noise the model is told. Default: '
+                      f"'{strength_lib.DEFAULT}' for a calibrated model, "
+                      "else 'full'.")
   flags.DEFINE_bool('overwrite', False, 'Replace existing output files.')
   flags.DEFINE_enum('precision', 'auto', list(inference.PRECISIONS),
                     "Compute precision; 'auto': bfloat16 where the CPU has "
@@ -187,6 +195,9 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
   input_files = {os.path.realpath(path) for path, _ in pairs}
   description = (f'denoised by xdn {getattr(denoiser, "name", "model")} '
                  f'step {getattr(denoiser, "step", "?")}')
+  if getattr(denoiser, 'takes_noise_map', False):
+    description += f', strength {denoiser.strength_label}'
+
   written, failed = set(), []
   start = time.time()
   handled = 0  # Files written or failed.
@@ -294,14 +305,15 @@ def parse_noise(text: str, read_noise: Optional[float] = None
   kind, _, level = text.partition(':')
   try:
     values = [float(v) for v in level.split(',')]
-    if not 1 <= len(values) <= (3 if kind == 'correlated_gaussian' else 1):
+    correlated = kind in noise.CORRELATED_KINDS
+    if not 1 <= len(values) <= (3 if correlated else 1):
       raise ValueError
   except ValueError:
     raise errors.UserError(
         f"--noise={text!r}: use 'auto', gaussian:SIGMA, "
-        'correlated_gaussian:SIGMA,RHO[,RHO_X], poisson:DOSE or '
-        'poisson_gaussian:DOSE, e.g. --noise=correlated_gaussian:25,0.4'
-    ) from None
+        'correlated_gaussian:SIGMA,RHO[,RHO_X], poisson:DOSE, '
+        'poisson_gaussian:DOSE or xray:N0[,RHO[,RHO_X]], e.g. '
+        '--noise=correlated_gaussian:25,0.4') from None
   try:
     if read_noise is None:
       read_noise = FLAGS.read_noise
@@ -313,15 +325,18 @@ def parse_noise(text: str, read_noise: Optional[float] = None
 
 def load_model() -> Denoiser:
   """The model of --workdir, or the shipped one."""
+  strength = (strength_lib.parse(FLAGS.strength)
+              if FLAGS.strength is not None else None)
   if FLAGS.workdir:
     denoiser = inference.load(FLAGS.workdir, FLAGS.checkpoint,
-                              FLAGS.precision)
+                              FLAGS.precision, strength)
     source = FLAGS.workdir
   else:
-    denoiser = inference.load_pretrained(FLAGS.precision)
+    denoiser = inference.load_pretrained(FLAGS.precision, strength=strength)
     source = f'the model shipped with xdn ({pretrained.FOLDER})'
-  logging.info('Model %s (step %d) from %s, %s', denoiser.name,
-               denoiser.step, source, denoiser.precision)
+  logging.info('Model %s (step %d) from %s, %s, strength %s', denoiser.name,
+               denoiser.step, source, denoiser.precision,
+               denoiser.strength_label)
   return denoiser
 
 

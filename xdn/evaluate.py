@@ -104,10 +104,25 @@ def define_flags() -> None:
                        'figure.')
   flags.DEFINE_enum('precision', 'float32', list(inference.PRECISIONS),
                     "Models' compute precision ('auto' as xdn-denoise).")
-  flags.DEFINE_enum('task', 'denoise', ['denoise', 'lesions'],
+  flags.DEFINE_enum('task', 'denoise', ['denoise', 'lesions', 'fidelity',
+                                        'calibrate'],
                     "'denoise': PSNR / SSIM per setting; 'lesions': lesion "
                     'fidelity (contrast transfer, NPW and CHO d\'; see '
-                    'xdn.lesion_eval) of faint inserted lesions.')
+                    "xdn.lesion_eval) of faint inserted lesions; 'fidelity': "
+                    'the task-based image-quality report (PSNR/SSIM, noise '
+                    'std, NPS, TTF, lesions; xdn.fidelity_report) per model, '
+                    "strength and baseline; 'calibrate': measure the first "
+                    "model's strength levels (xdn.strength_calibration) and "
+                    'write strength_levels.json to --out (and to a training '
+                    'workdir, which then uses them).')
+  flags.DEFINE_list('strength', None, 'Strength(s) of the models with a '
+                    "noise-level input: levels ('low', 'medium', 'high', "
+                    "'full') or factors (e.g. 0.8), each a column. Default: "
+                    "each model's default level; for --task=fidelity every "
+                    'calibrated level.')
+  flags.DEFINE_list('calibration_factors', [str(f) for f in (
+                        0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)],
+                    '--task=calibrate: the grid of noise factors measured.')
   flags.DEFINE_list('lesion_sizes', ['3', '5', '8'], "--task=lesions: lesion "
                     'Gaussian std in pixels (3-8 px: 3-10 mm nodules at '
                     "NIH's ~0.42 mm pixels).")
@@ -527,6 +542,35 @@ def model_labels(denoisers: Sequence[Any], workdirs: Sequence[str]
           for n, w in zip(names, workdirs)]
 
 
+def at_strengths(labels: Sequence[str], denoisers: Sequence[Any],
+                 strengths: Optional[Sequence[str]]) -> Dict[str, Any]:
+  """Columns: each model at each strength, 'name (level)'.
+
+  None: each at its default strength, labelled by name alone. ['levels']:
+  each at every level it has (its calibrated ones, and 'full').
+  Models without a noise-level input appear once, as they are.
+  """
+  from xdn import strength as strength_lib  # pylint: disable=g-import-not-at-top
+  if strengths is None:
+    return dict(zip(labels, denoisers))
+  columns = {}
+  for label, denoiser in zip(labels, denoisers):
+    if not getattr(denoiser, 'takes_noise_map', False):
+      columns[label] = denoiser
+      continue
+    wanted = strengths
+    if list(strengths) == ['levels']:
+      calibrated = strength_lib.calibrated_levels(
+          denoiser.config.get('inference', {}))
+      wanted = [l for l in strength_lib.LEVELS
+                if l in calibrated or l == 'full']
+    for strength in wanted:
+      value = strength_lib.parse(strength)
+      name = value if isinstance(value, str) else f'{value:g}'
+      columns[f'{label} ({name})'] = denoiser.at_strength(value)
+  return columns
+
+
 def choose_baselines(names: Sequence[str], skip_slow: bool) -> List[str]:
   for name in names:
     baselines.get(name)  # Raises naming the flag for unknown names.
@@ -596,6 +640,61 @@ def _lesion_task(clean, settings, models, baseline_names, out_dir,
                  meta) -> None:
   """--task=lesions (see xdn.lesion_eval)."""
   from xdn import lesion_eval  # pylint: disable=g-import-not-at-top
+  result = lesion_eval.evaluate_lesions(
+      [np.asarray(c)[..., 0] for c in clean], settings,
+      _task_methods(models, baseline_names), _task_noisy,
+      sizes=_lesion_sizes(), per_size=FLAGS.lesions_per_size,
+      target_d_prime=FLAGS.lesion_d_prime, seed=FLAGS.seed)
+  lesion_eval.write(out_dir, result, meta)
+
+
+def _fidelity_task(clean, settings, models, baseline_names, out_dir,
+                   meta) -> None:
+  """--task=fidelity (see xdn.fidelity_report)."""
+  from xdn import fidelity_report  # pylint: disable=g-import-not-at-top
+  result = fidelity_report.evaluate_fidelity(
+      [np.asarray(c)[..., 0] for c in clean], settings,
+      _task_methods(models, baseline_names), _task_noisy,
+      sizes=_lesion_sizes(), per_size=FLAGS.lesions_per_size,
+      target_d_prime=FLAGS.lesion_d_prime, seed=FLAGS.seed)
+  meta['strengths'] = {name: getattr(d, 'strength_label', '')
+                       for name, d in models.items()}
+  print(fidelity_report.write(out_dir, result, meta))
+  logging.info('Wrote fidelity_results.md/.json, fidelity_frontier.png and '
+               'fidelity_nps.png to %s', out_dir)
+
+
+def _calibrate_task(clean, settings, label, denoiser, workdir, out_dir,
+                    meta) -> None:
+  """--task=calibrate (see xdn.strength_calibration)."""
+  from xdn import strength_calibration  # pylint: disable=g-import-not-at-top
+  if not getattr(denoiser, 'takes_noise_map', False):
+    raise errors.UserError(f'model {label!r} takes no noise level: it has no '
+                           'strength levels to calibrate')
+  try:
+    factors = sorted({float(f) for f in FLAGS.calibration_factors})
+  except ValueError:
+    raise errors.UserError(f'--calibration_factors='
+                           f'{FLAGS.calibration_factors}: give numbers') from None
+  if len(factors) < 2 or factors[0] <= 0 or 1.0 not in factors:
+    raise errors.UserError('--calibration_factors: at least two factors > 0, '
+                           'including 1')
+  result = strength_calibration.calibrate(
+      [np.asarray(c)[..., 0] for c in clean], settings, denoiser, _task_noisy,
+      lambda d, n, told: apply_model(d, n[None, ..., None], told)[0, ..., 0],
+      factors=factors, sizes=_lesion_sizes(),
+      per_size=FLAGS.lesions_per_size, target_d_prime=FLAGS.lesion_d_prime,
+      seed=FLAGS.seed)
+  meta.update({'model': label, 'step': denoiser.step,
+               'settings': [s.label for s in settings]})
+  print(strength_calibration.write(out_dir, result, meta))
+  if workdir not in ('pretrained',) and os.path.isdir(
+      os.path.join(workdir, 'checkpoints')):
+    strength_calibration.write(workdir, result, meta)
+    logging.info('Wrote the levels to %s: its model now uses them', workdir)
+
+
+def _lesion_sizes() -> List[float]:
   try:
     sizes = [float(s) for s in FLAGS.lesion_sizes]
   except ValueError:
@@ -604,7 +703,12 @@ def _lesion_task(clean, settings, models, baseline_names, out_dir,
   if not sizes or min(sizes) <= 0 or FLAGS.lesions_per_size < 2:
     raise errors.UserError('--lesion_sizes must be > 0 and '
                            '--lesions_per_size >= 2')
-  images = [np.asarray(c)[..., 0] for c in clean]
+  return sizes
+
+
+def _task_methods(models, baseline_names) -> Dict[str, Any]:
+  """name -> (noisy [H, W], setting) -> denoised, for the task reports:
+  models blind as xdn-denoise runs them, baselines told the noise."""
   methods = {}
   for name, denoiser in models.items():
     methods[name] = (lambda d: lambda n, s: apply_model(
@@ -615,13 +719,12 @@ def _lesion_task(clean, settings, models, baseline_names, out_dir,
     methods[baselines.DISPLAY_NAMES[name]] = (lambda b: lambda n, s: (
         baselines.apply(b, n, s.kind, s.level, FLAGS.read_noise,
                         s.correlation)))(name)
-  make_noisy = lambda image, setting, index: noisy_image(
-      image[..., None], setting, FLAGS.seed, index, FLAGS.read_noise)[..., 0]
-  result = lesion_eval.evaluate_lesions(
-      images, settings, methods, make_noisy, sizes=sizes,
-      per_size=FLAGS.lesions_per_size, target_d_prime=FLAGS.lesion_d_prime,
-      seed=FLAGS.seed)
-  lesion_eval.write(out_dir, result, meta)
+  return methods
+
+
+def _task_noisy(image: np.ndarray, setting: Setting, index: int) -> np.ndarray:
+  return noisy_image(image[..., None], setting, FLAGS.seed, index,
+                     FLAGS.read_noise)[..., 0]
 
 
 def _main() -> None:
@@ -663,7 +766,20 @@ def _main() -> None:
     logging.info('Model %s at step %d from %s', denoiser.name, denoiser.step,
                  workdir)
     denoisers.append(denoiser)
-  models = dict(zip(model_labels(denoisers, workdirs), denoisers))
+  labels = model_labels(denoisers, workdirs)
+  if FLAGS.task == 'calibrate':
+    _calibrate_task(clean, settings, labels[0], denoisers[0], workdirs[0],
+                    out_dir, {'data': data_name, 'split': split,
+                              'num_images': len(clean), 'seed': FLAGS.seed})
+    return
+  models = at_strengths(
+      labels, denoisers, FLAGS.strength if FLAGS.strength is not None else
+      (['levels'] if FLAGS.task == 'fidelity' else None))
+  if FLAGS.task == 'fidelity':
+    _fidelity_task(clean, settings, models, baseline_names, out_dir,
+                   {'data': data_name, 'split': split,
+                    'num_images': len(clean), 'seed': FLAGS.seed})
+    return
   if FLAGS.task == 'lesions':
     _lesion_task(clean, settings, models, baseline_names, out_dir,
                  {'data': data_name, 'split': split,

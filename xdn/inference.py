@@ -12,6 +12,7 @@ Used by `xdn-evaluate` and `xdn-denoise`. Imports JAX, flax and orbax but
 neither training code nor TensorFlow, so it starts quickly.
 """
 
+import copy
 import dataclasses
 import functools
 import os
@@ -32,6 +33,7 @@ from xdn import noise
 from xdn import noise_estimation
 from xdn import pretrained
 from xdn import state as state_lib
+from xdn import strength as strength_lib
 from xdn import xla_flags
 from xdn.noise_estimation import NoiseEstimate
 
@@ -94,12 +96,17 @@ class Denoiser:
   # Compute precision: 'float32', 'bfloat16' or 'auto' (resolve_precision).
   # Outputs are float32 in [0, 1] either way.
   precision: str = 'float32'
+  # A level of `xdn.strength` ('low', 'medium', 'high', 'full') or a factor
+  # on the noise the model is told; None: the model's default
+  # (`strength.default_for`: 'medium' once calibrated, else 'full').
+  strength: Optional[strength_lib.Strength] = None
   _apply: Callable = dataclasses.field(init=False, repr=False)
 
   def __post_init__(self):
     if self.target_noise_sigma < 0:
       self.target_noise_sigma = float(
           self.config.get('inference', {}).get('target_noise_sigma', 0.0))
+    self.set_strength(self.strength)
     self.precision = resolve_precision(self.precision, self.config)
     config = self.config
     if self.precision != config.model.get('dtype', 'float32'):
@@ -108,25 +115,52 @@ class Denoiser:
     model = models.create_model(config)
     channels = state_lib.noise_channels(self.config)
 
-    def denoise(variables, images, a, b, rho):
+    def denoise(variables, images, params):
       if channels:
+        a, b, rho, dose, scale = params
         images = noise.with_noise_map(images, a, b,
-                                      rho if channels == 2 else None)
+                                      rho if channels == 2 else None,
+                                      xray_dose=dose, scale=scale)
       out = models.denoised_image(model.apply(variables, images,
                                               train=False))
       return out.astype(jnp.float32)
 
-    @functools.partial(jax.jit, static_argnums=5)
-    def apply(variables, images, a, b, rho, ensemble: bool):
+    @functools.partial(jax.jit, static_argnums=3)
+    def apply(variables, images, params, ensemble: bool):
       if not ensemble:
-        return jnp.clip(denoise(variables, images, a, b, rho), 0.0, 1.0)
+        return jnp.clip(denoise(variables, images, params), 0.0, 1.0)
       # Transposing swaps the axes' correlations; the model is told their
       # mean, which a transpose keeps.
-      outs = [_undo_dihedral(denoise(variables, _dihedral(images, k), a, b,
-                                     rho), k) for k in range(8)]
+      outs = [_undo_dihedral(denoise(variables, _dihedral(images, k),
+                                     params), k) for k in range(8)]
       return jnp.mean(jnp.clip(jnp.stack(outs), 0.0, 1.0), axis=0)
 
     self._apply = apply
+
+  def set_strength(self, strength: Optional[strength_lib.Strength]) -> None:
+    """Sets the strength (see the field); no recompilation."""
+    inference_config = self.config.get('inference', {})
+    value = strength_lib.factor(strength, inference_config, self.name)
+    if value != 1.0 and not self.takes_noise_map:
+      raise errors.UserError(
+          f'model {self.name!r} takes no noise level, so its strength cannot '
+          'be set; use --strength=full (or a model with a noise map)')
+    self.strength = (strength_lib.default_for(inference_config)
+                     if strength is None else strength_lib.parse(strength))
+    self.strength_factor = value
+
+  def at_strength(self, strength: Optional[strength_lib.Strength]
+                  ) -> 'Denoiser':
+    """A copy at another strength, sharing weights and compiled code."""
+    other = copy.copy(self)
+    other.set_strength(strength)
+    return other
+
+  @property
+  def strength_label(self) -> str:
+    """The strength for logs and tables, e.g. 'medium (s 0.78)'."""
+    return strength_lib.describe(self.strength,
+                                 self.config.get('inference', {}))
 
   @property
   def fixed_size(self) -> Optional[int]:
@@ -173,21 +207,21 @@ class Denoiser:
     if self.takes_noise_map and noise_levels is None:
       noise_levels = [noise_estimation.estimate_noise(i[..., 0])
                       for i in images]
-    a, b, rho = _variance_params(noise_levels, len(images))
+    a, b, rho, dose = _variance_params(noise_levels, len(images))
     if self.takes_noise_map and self.target_noise_sigma > 0:
       b = b + np.float32((self.target_noise_sigma / 255.0)**2)
+    scale = np.full(len(images), self.strength_factor, np.float32)
+    params = (a, b, rho, dose, scale)
     outputs = []
     for start in range(0, len(images), self.batch_size):
       stop = start + self.batch_size
       size = (self.batch_size if len(images) > self.batch_size else
               len(images))
       batch, n = batching.pad_batch(images[start:stop], size)
-      a_batch, _ = batching.pad_batch(a[start:stop], size)
-      b_batch, _ = batching.pad_batch(b[start:stop], size)
-      rho_batch, _ = batching.pad_batch(rho[start:stop], size)
+      batch_params = tuple(batching.pad_batch(p[start:stop], size)[0]
+                           for p in params)
       outputs.append(np.asarray(self._apply(
-          self.variables, batch, a_batch, b_batch, rho_batch,
-          self._ensemble(batch)))[:n])
+          self.variables, batch, batch_params, self._ensemble(batch)))[:n])
     return np.concatenate(outputs) if outputs else images.copy()
 
 
@@ -213,15 +247,16 @@ def _undo_dihedral(images: jax.Array, k: int) -> jax.Array:
 
 
 def _variance_params(levels: Optional[Sequence[NoiseEstimate]], count: int
-                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(a, b, correlation) per image, from their noise estimates."""
+                     ) -> Tuple[np.ndarray, ...]:
+  """(a, b, correlation, X-ray dose) per image, from their noise estimates."""
   if levels is None:
-    return tuple(np.zeros(count, np.float32) for _ in range(3))
+    return tuple(np.zeros(count, np.float32) for _ in range(4))
   if len(levels) != count:
     raise ValueError(f'{len(levels)} noise levels for {count} images')
   return (np.array([l.a for l in levels], np.float32),
           np.array([l.b for l in levels], np.float32),
-          np.array([l.correlation for l in levels], np.float32))
+          np.array([l.correlation for l in levels], np.float32),
+          np.array([l.xray_dose for l in levels], np.float32))
 
 
 # ---------------------------------------------------------------- loading
@@ -236,11 +271,25 @@ def _abstract_state(config: ml_collections.ConfigDict) -> state_lib.TrainState:
       (size, size, 1)))
 
 
+def _with_levels(config: ml_collections.ConfigDict,
+                 folder: str) -> ml_collections.ConfigDict:
+  """`config` with the strength levels calibrated into `folder`, if any."""
+  levels = strength_lib.read_levels_file(folder)
+  if levels is not None:
+    config.unlock()
+    if 'inference' not in config:
+      config.inference = ml_collections.ConfigDict()
+    config.inference.strength_levels = levels
+  return config
+
+
 def load_denoiser(workdir: str, which: str = 'best',
-                  precision: str = 'float32') -> Denoiser:
+                  precision: str = 'float32',
+                  strength: Optional[strength_lib.Strength] = None
+                  ) -> Denoiser:
   """The model trained in `workdir`: its best checkpoint (or latest)."""
   xla_flags.configure_xla_cpu()  # Before the first JAX computation.
-  config = checkpoints.read_config(workdir)
+  config = _with_levels(checkpoints.read_config(workdir), workdir)
   config.model = models.restore_model_config(config.model.to_dict())
   target = flax.serialization.to_state_dict(_abstract_state(config))
   ckpt = checkpoints.Checkpointer(workdir)
@@ -253,33 +302,37 @@ def load_denoiser(workdir: str, which: str = 'best',
   return Denoiser(config, {'params': restored['params'],
                            'batch_stats': restored['batch_stats']},
                   step=int(restored['step']), name=config.model.name,
-                  precision=precision)
+                  precision=precision, strength=strength)
 
 
 def load_pretrained(precision: str = 'float32',
-                    folder: str = pretrained.FOLDER) -> Denoiser:
+                    folder: str = pretrained.FOLDER,
+                    strength: Optional[strength_lib.Strength] = None
+                    ) -> Denoiser:
   """The denoiser shipped inside xdn (see xdn/pretrained/MODEL_CARD.md),
   or one exported the same way (`python -m xdn.export`) to `folder`.
 
-  `precision`: 'float32', 'bfloat16' or 'auto' (see resolve_precision).
+  `precision`: 'float32', 'bfloat16' or 'auto' (see resolve_precision);
+  `strength`: a level or factor of `xdn.strength` (None: the default).
   """
   xla_flags.configure_xla_cpu()  # Before the first JAX computation.
   config, variables, step = pretrained.load(folder)
+  config = _with_levels(config, folder)
   name = (pretrained.NAME if folder == pretrained.FOLDER else
           os.path.basename(os.path.normpath(folder)))
   return Denoiser(config, variables, step=step, name=name,
-                  precision=precision)
+                  precision=precision, strength=strength)
 
 
-def load(source: str, which: str = 'best',
-         precision: str = 'float32') -> Denoiser:
+def load(source: str, which: str = 'best', precision: str = 'float32',
+         strength: Optional[strength_lib.Strength] = None) -> Denoiser:
   """'pretrained' (the shipped model), an exported model folder, or a
-  training workdir (its `which` checkpoint)."""
+  training workdir (its `which` checkpoint), at `strength`."""
   if source == 'pretrained':
-    return load_pretrained(precision)
+    return load_pretrained(precision, strength=strength)
   if pretrained.available(source):
-    return load_pretrained(precision, source)
-  return load_denoiser(source, which, precision)
+    return load_pretrained(precision, source, strength)
+  return load_denoiser(source, which, precision, strength)
 
 
 # ----------------------------------------------------------------- tiling

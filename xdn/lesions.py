@@ -110,8 +110,9 @@ def body_mask(image: np.ndarray, margin: int) -> np.ndarray:
   image = np.asarray(image, np.float32)
   lo, hi = np.quantile(image, [0.05, 0.995])
   mask = (image > lo + 0.05 * (hi - lo)) & (image < 0.98)
-  mask[:margin] = mask[-margin:] = False
-  mask[:, :margin] = mask[:, -margin:] = False
+  if margin > 0:  # (mask[-0:] would be all of it.)
+    mask[:margin] = mask[-margin:] = False
+    mask[:, :margin] = mask[:, -margin:] = False
   return mask
 
 

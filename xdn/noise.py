@@ -158,12 +158,19 @@ def variance_params(kind: str, level: Level,
                          f'one of {AFFINE_KINDS}')
 
 
-def noise_std_map(noisy: Array, a: Level, b: Level) -> Array:
-  """Per-pixel noise std sqrt(a * x + b), x a 5x5 local mean of `noisy`.
+def noise_std_map(noisy: Array, a: Level, b: Level,
+                  xray_dose: Optional[Level] = None,
+                  electronic: Level = noise_physics.DEFAULT_ELECTRONIC_NOISE
+                  ) -> Array:
+  """Per-pixel noise std, x a 5x5 local mean of `noisy` ([B, H, W, 1]).
 
-  `noisy` is [B, H, W, 1] in [0, 1]; `a` and `b` scalars or one per image.
-  The local mean stands in for the unknown clean intensity, in training and
-  at inference alike, so the map a model sees is computed the same way.
+  The variance is a * x + b (the Poisson-Gaussian law), plus, where
+  `xray_dose` N0 > 0, X-ray quantum noise's own law through the log
+  transform, `noise_physics.xray_variance(x, N0, electronic)`: exponential
+  in x, which no line fits over a radiograph's range. `a`, `b` and
+  `xray_dose` are scalars or one per image. The local mean stands in for
+  the unknown clean intensity, in training and at inference alike, so the
+  map a model sees is computed the same way.
   """
   a, b = _per_image(a, noisy), _per_image(b, noisy)
   # Edge-replicated borders: the window is full everywhere (a count map of
@@ -172,11 +179,19 @@ def noise_std_map(noisy: Array, a: Level, b: Level) -> Array:
   mean = jax.lax.reduce_window(padded, 0.0, jax.lax.add, (1, 5, 5, 1),
                                (1, 1, 1, 1), 'VALID') / 25.0
   mean = jnp.clip(mean, 0.0, 1.0)
-  return jnp.sqrt(jnp.maximum(a * mean + b, 0.0))
+  var = a * mean + b
+  if xray_dose is not None:
+    dose = _per_image(xray_dose, noisy)
+    on = dose > 0
+    var = var + jnp.where(on, noise_physics.xray_variance(
+        mean, jnp.where(on, dose, 1.0), _per_image(electronic, noisy)), 0.0)
+  return jnp.sqrt(jnp.maximum(var, 0.0))
 
 
 def with_noise_map(noisy: Array, a: Level, b: Level,
-                   correlation: Optional[Level] = None) -> Array:
+                   correlation: Optional[Level] = None, *,
+                   xray_dose: Optional[Level] = None,
+                   scale: Optional[Level] = None) -> Array:
   """[B, H, W, 1] noisy images -> [B, H, W, 2]: image, noise std map.
 
   Given a `correlation` (the noise's neighbour correlation, a scalar or
@@ -184,8 +199,13 @@ def with_noise_map(noisy: Array, a: Level, b: Level,
   the map keeps a bias-free network positively homogeneous (scaling the
   image and its noise scales the output), and white noise gives a zero
   channel, so a model widened from a two-channel one starts as it was.
+  `xray_dose`: see `noise_std_map`. `scale` multiplies the noise a model
+  is told (both maps): the denoising strength (`xdn.strength`), 1 = the
+  noise as it is.
   """
-  std = noise_std_map(noisy, a, b)
+  std = noise_std_map(noisy, a, b, xray_dose)
+  if scale is not None:
+    std = std * _per_image(scale, noisy)
   channels = [noisy, std]
   if correlation is not None:
     channels.append(_per_image(correlation, noisy) * std)
@@ -290,13 +310,18 @@ def corrupt(key: Array, images: Array,
 
 def corrupt_with_params(key: Array, images: Array,
                         noise_config: ml_collections.ConfigDict, *,
-                        train: bool) -> Tuple[Array, Array, Array, Array]:
+                        train: bool
+                        ) -> Tuple[Array, Array, Array, Array, Array]:
   """`corrupt`, also returning each image's noise description.
 
-  Returns (noisy, a, b, correlation), each [B] but the first: the variance
-  law var = a * x + b of `variance_params` (zeros for kinds without one;
-  for 'xray' the line closest to its law over the clean image) and the
-  neighbour correlation of the noise (0 for white kinds).
+  Returns (noisy, a, b, correlation, xray_dose), each [B] but the first:
+  the variance law var = a * x + b of `variance_params` (zeros for kinds
+  without one), the neighbour correlation of the noise (0 for white kinds)
+  and, for 'xray', N0 where the model is told the X-ray law itself (see
+  `noise_std_map`; else 0). An 'xray' image is told its own law with
+  probability `noise.xray_law_fraction` in training (always in
+  evaluation when that is > 0), else the line closest to it over the clean
+  image (what an affine fit to the image finds).
 
   Training with several `noise.train_kinds` draws one kind per image; a
   Poisson kind draws its dose log-uniformly from [min_dose, max_dose] and,
@@ -312,9 +337,11 @@ def corrupt_with_params(key: Array, images: Array,
   electronic = full(noise_config.get('electronic_noise',
                                      noise_physics.DEFAULT_ELECTRONIC_NOISE))
   clip = noise_config.clip
+  law_fraction = noise_config.get('xray_law_fraction', 0.0)
   if not train:
     return _apply_kind(key, images, kind, full(level), read_noise,
-                       correlation, electronic, clip)
+                       correlation, electronic, clip,
+                       jnp.full((batch,), law_fraction > 0))
   kinds = train_kinds(noise_config)
   ranged = (noise_config.get('max_dose', 0) > 0 or
             noise_config.get('max_read_noise', 0) > 0)
@@ -328,7 +355,7 @@ def corrupt_with_params(key: Array, images: Array,
                                  noise_config.min_level,
                                  noise_config.max_level)
     return _apply_kind(key, images, kinds[0], level, read_noise, correlation,
-                       electronic, clip)
+                       electronic, clip, jnp.zeros((batch,), bool))
   kind_key, level_key, dose_key, read_key, key = jax.random.split(key, 5)
   which = jax.random.randint(kind_key, (batch,), 0, len(kinds))
   level = full(level)
@@ -359,26 +386,32 @@ def corrupt_with_params(key: Array, images: Array,
     if k == 'xray':
       return xray_dose
     return dose if k.startswith('poisson') else level
+  # Its own key: the other draws stay as they were without it.
+  law = jax.random.uniform(jax.random.fold_in(key, 11), (batch,)) < law_fraction
   results = [_apply_kind(key, images, k, level_of(k), read_noise, correlation,
-                         electronic, clip) for k in kinds]
+                         electronic, clip, law) for k in kinds]
   rows = jnp.arange(batch)
   return tuple(jnp.stack(parts)[which, rows] for parts in zip(*results))
 
 
 def _apply_kind(key: Array, images: Array, kind: str, level: Array,
                 read_noise: Array, correlation: Array, electronic: Array,
-                clip: bool) -> Tuple[Array, Array, Array, Array]:
+                clip: bool, xray_law: Array
+                ) -> Tuple[Array, Array, Array, Array, Array]:
   noisy = add_noise(key, images, kind, level, clip=clip,
                     read_noise=_per_image(read_noise, images),
                     correlation=correlation, electronic_noise=electronic)
   zeros = jnp.zeros_like(level)
+  dose = zeros
   if kind in AFFINE_KINDS:
     a, b = variance_params(kind, level, read_noise)
   elif kind == 'xray':
     a, b = noise_physics.xray_affine_params(images, level, electronic)
+    a, b = jnp.where(xray_law, 0.0, a), jnp.where(xray_law, 0.0, b)
+    dose = jnp.where(xray_law & (level > 0), level, 0.0)
   elif kind == 'correlated_gaussian':
     a, b = variance_params('gaussian', level)
   else:
     a = b = zeros
   rho = correlation if kind in CORRELATED_KINDS else zeros
-  return noisy, a, b, jnp.where(level > 0, rho, 0.0)
+  return noisy, a, b, jnp.where(level > 0, rho, 0.0), dose

@@ -56,15 +56,18 @@ MAX_CORRELATION = 0.9
 class NoiseEstimate:
   """var = a * x + b on the [0, 1] scale, and the neighbour correlations.
 
-  `kind` is 'gaussian' (a = 0) or 'poisson_gaussian'; `rho_y`, `rho_x`
-  the correlation of the noise of two pixels one apart along y and x
-  (0: white noise; negative after edge-enhancing processing).
+  `kind` is 'gaussian' (a = 0), 'poisson_gaussian' or 'xray'; `rho_y`,
+  `rho_x` the correlation of the noise of two pixels one apart along y and
+  x (0: white noise; negative after edge-enhancing processing).
+  `xray_dose` > 0: X-ray quanta per pixel unattenuated (N0), whose own
+  variance law (`xdn.noise_physics.xray_variance`) adds to a * x + b.
   """
   kind: str
   a: float
   b: float
   rho_y: float = 0.0
   rho_x: float = 0.0
+  xray_dose: float = 0.0
 
   @property
   def correlation(self) -> float:
@@ -80,6 +83,8 @@ class NoiseEstimate:
   def describe(self) -> str:
     if self.kind == 'gaussian':
       text = f'Gaussian sigma={self.sigma:.1f} (0-255 scale)'
+    elif self.kind == 'xray':
+      text = f'X-ray quantum noise, {self.xray_dose:.4g} quanta per pixel'
     else:
       dose = 1.0 / self.a if self.a > 0 else float('inf')
       text = (f'Poisson-Gaussian a={self.a:.3g}, b={self.b:.3g} (dose '
@@ -292,6 +297,11 @@ def known_noise(kind: str, level: float, read_noise: float,
                          correlation, rho_x)
   if kind == 'gaussian':
     return NoiseEstimate('gaussian', 0.0, (max(level, 0.0) / 255.0)**2)
+  if kind == 'xray':
+    if level <= 0:
+      raise ValueError(f'xray needs quanta per pixel > 0, got {level}')
+    return NoiseEstimate('xray', 0.0, 0.0, correlation, rho_x,
+                         xray_dose=float(level))
   if kind in ('poisson', 'poisson_gaussian'):
     if level <= 0:
       raise ValueError(f'{kind} dose must be > 0, got {level}')
@@ -299,8 +309,8 @@ def known_noise(kind: str, level: float, read_noise: float,
     return NoiseEstimate('poisson_gaussian', 1.0 / level, b)
   raise ValueError(f'noise kind {kind!r} cannot be given to the model; use '
                    'gaussian:SIGMA, correlated_gaussian:SIGMA,RHO, '
-                   'poisson:DOSE or poisson_gaussian:DOSE, or let it be '
-                   'estimated')
+                   'poisson:DOSE, poisson_gaussian:DOSE or xray:N0,RHO, or '
+                   'let it be estimated')
 
 
 def noise_by_intensity(image: np.ndarray, bins: int = _BINS

@@ -31,6 +31,7 @@ from PIL import Image
 from xdn import batching
 from xdn import checkpoints
 from xdn import errors
+from xdn import fidelity_loss
 from xdn import lesions
 from xdn import losses
 from xdn import metrics as metrics_lib
@@ -56,6 +57,7 @@ def check_config(config: ml_collections.ConfigDict,
   noise.check_config(config.noise)
   if 'lesions' in config:
     lesions.check_config(config.lesions)
+  fidelity_loss.check_config(config)
   self_supervised.check_config(config)
   if config.batch_size <= 0 or config.batch_size % num_devices:
     raise errors.UserError(
@@ -82,8 +84,8 @@ def corrupt_batch(keys: jax.Array, clean: jax.Array,
                   train: bool) -> Tuple[jax.Array, ...]:
   """Corrupts each image with its own key (and, if blind, its own level).
 
-  Returns the noisy images and each one's variance parameters (a, b) and
-  neighbour correlation, see `noise.corrupt_with_params`.
+  Returns the noisy images and each one's variance parameters (a, b),
+  neighbour correlation and X-ray dose, see `noise.corrupt_with_params`.
   """
   def one(k, x):
     out = noise.corrupt_with_params(k, x[None], noise_config, train=train)
@@ -93,14 +95,19 @@ def corrupt_batch(keys: jax.Array, clean: jax.Array,
 
 def model_input(noisy: jax.Array, a: jax.Array, b: jax.Array,
                 config: ml_collections.ConfigDict,
-                correlation: Optional[jax.Array] = None) -> jax.Array:
-  """What the model sees: the noisy images, plus the noise maps it takes."""
+                correlation: Optional[jax.Array] = None,
+                xray_dose: Optional[jax.Array] = None,
+                strength: Optional[jax.Array] = None) -> jax.Array:
+  """What the model sees: the noisy images, plus the noise maps it takes
+  (scaled by `strength`, see `noise.with_noise_map`)."""
   channels = state_lib.noise_channels(config)
   if channels == 2:
     return noise.with_noise_map(
-        noisy, a, b, jnp.zeros_like(a) if correlation is None else correlation)
+        noisy, a, b, jnp.zeros_like(a) if correlation is None else correlation,
+        xray_dose=xray_dose, scale=strength)
   if channels == 1:
-    return noise.with_noise_map(noisy, a, b)
+    return noise.with_noise_map(noisy, a, b, xray_dose=xray_dose,
+                                scale=strength)
   return noisy
 
 
@@ -123,14 +130,33 @@ def train_step(state: TrainState, clean: jax.Array, key: jax.Array, *,
     clean = lesions.insert_random_lesions(
         jax.random.fold_in(noise_key, 2 + jax.lax.axis_index(AXIS)), clean,
         config.lesions)
-  noisy, a, b, rho = corrupt_batch(example_keys(noise_key, clean.shape[0]),
-                                   clean, config.noise, train=True)
+  twins = None
+  if fidelity_loss.enabled(config):
+    # Lesion twins share their base's noise draw exactly: the noisy twin is
+    # the noisy base plus the lesion (see xdn.fidelity_loss).
+    half = clean.shape[0] // 2
+    noisy, a, b, rho, dose = corrupt_batch(
+        example_keys(noise_key, half), clean[:half], config.noise, train=True)
+    variance = noise.noise_std_map(noisy, a, b, dose)**2
+    twins = fidelity_loss.lesion_twins(
+        jax.random.fold_in(noise_key, 3 + jax.lax.axis_index(AXIS)), clean,
+        jnp.sqrt(jnp.mean(variance, (1, 2, 3))), config.fidelity)
+    clean = twins.targets
+    noisy = jnp.concatenate([noisy, jnp.clip(noisy + twins.lesion, 0, 1)])
+    a, b, rho, dose = (jnp.concatenate([v, v]) for v in (a, b, rho, dose))
+  else:
+    noisy, a, b, rho, dose = corrupt_batch(
+        example_keys(noise_key, clean.shape[0]), clean, config.noise,
+        train=True)
   unsupervised = self_supervised.is_self_supervised(config.loss)
+  image_channel = noisy
   # Materialise the noisy batch once: XLA:CPU would otherwise fuse the noise
   # generator into the first convolution and redraw it for every window.
   # (Self-supervised losses build their model inputs themselves.)
   noisy = jax.lax.optimization_barrier(
-      noisy if unsupervised else model_input(noisy, a, b, config, rho))
+      noisy if unsupervised else model_input(
+          noisy, a, b, config, rho, dose,
+          None if twins is None else twins.strength))
   latent_key = jax.random.fold_in(latent_key, jax.lax.axis_index(AXIS))
 
   def loss_fn(params):
@@ -145,7 +171,11 @@ def train_step(state: TrainState, clean: jax.Array, key: jax.Array, *,
           progress=state.step / config.num_train_steps)
       return loss, (extras, updates, denoised)
     out, updates = apply(noisy)
-    loss, extras = losses.compute_loss(config.loss, out, clean)
+    if twins is not None:
+      loss, extras = fidelity_loss.twin_loss(out, twins, image_channel,
+                                             variance, config.fidelity)
+    else:
+      loss, extras = losses.compute_loss(config.loss, out, clean)
     return loss, (extras, updates, models.denoised_image(out))
 
   (loss, (extras, updates, denoised)), grads = jax.value_and_grad(
@@ -183,10 +213,11 @@ def eval_step(state: TrainState, clean: jax.Array, index: jax.Array,
   same noisy images, so eval numbers are comparable across steps and runs.
   """
   keys = jax.vmap(jax.random.fold_in, (None, 0))(key, index)
-  noisy, a, b, rho = corrupt_batch(keys, clean, config.noise, train=False)
+  noisy, a, b, rho, dose = corrupt_batch(keys, clean, config.noise,
+                                         train=False)
   apply = functools.partial(state.apply_fn, {
       'params': state.params, 'batch_stats': state.batch_stats}, train=False)
-  out = apply(model_input(noisy, a, b, config, rho))
+  out = apply(model_input(noisy, a, b, config, rho, dose))
   if self_supervised.is_self_supervised(config.loss):
     loss, *_ = self_supervised.loss_and_output(
         lambda x: (apply(x), {}), noisy,

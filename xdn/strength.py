@@ -1,0 +1,139 @@
+"""Denoising strength: named levels defined by what they keep.
+
+Clinical denoisers ship strength levels (GE TrueFidelity Low / Medium /
+High, Canon AiCE Mild / Standard / Strong). xdn's are reached through the
+noise conditioning: a model with a noise map is told s times the noise it
+sees (`xdn.noise.with_noise_map`'s `scale`), and told less it removes
+less. Measured on held-out radiographs with inserted lesions, that beats
+blending the output with the input at every point. v3 is trained for it
+(`xdn.fidelity_loss`).
+
+A level is not a bare factor: it is defined by what it keeps, and each
+model carries its own factors, measured by calibration
+(`xdn-evaluate --task=calibrate`, `xdn.strength_calibration`) and stored
+in its config (`inference.strength_levels`):
+
+  low     the strongest setting whose NPW d' of faint inserted lesions is
+          >= 0.99 x the noisy input's (and mean contrast transfer >= 0.95)
+  medium  ... NPW d' >= 0.95 x the input's
+  high    ... NPW d' >= 0.90 x the input's
+  full    s = 1: told the noise as estimated, the PSNR-optimal setting
+
+A number s in (0, 2] is the factor itself ("0.85": told 85 % of the noise;
+above 1 smooths more than `full`). Numpy only: the inference path imports
+it.
+"""
+
+import json
+import os
+from typing import Dict, Mapping, Optional, Union
+
+from xdn import errors
+
+Strength = Union[str, float]
+
+LEVELS = ('low', 'medium', 'high', 'full')
+# NPW d' of the output over the input's that each level must keep; the
+# mean contrast transfer too where given (see the module docstring).
+D_PRIME_FLOORS: Dict[str, float] = {'low': 0.99, 'medium': 0.95,
+                                    'high': 0.90}
+TRANSFER_FLOORS: Dict[str, float] = {'low': 0.95}
+# The default of xdn-denoise, xdn-evaluate and `Denoiser`: chosen by
+# measurement (README, "Strength levels"): medium keeps faint lesions as
+# detectable as in the noisy input, to 5 %, where full loses 10 %.
+DEFAULT = 'medium'
+MAX_FACTOR = 2.0
+# Written by calibration into a workdir or model folder; read by the loaders
+# (`xdn.inference`) over the config's own `inference.strength_levels`.
+LEVELS_FILE = 'strength_levels.json'
+
+
+def parse(text: Strength) -> Strength:
+  """A level name or a factor in (0, MAX_FACTOR] from a flag or argument."""
+  if isinstance(text, (int, float)):
+    value = float(text)
+  else:
+    name = str(text).strip().lower()
+    if name in LEVELS:
+      return name
+    try:
+      value = float(name)
+    except ValueError:
+      raise errors.UserError(
+          f'strength {text!r}: use one of {", ".join(LEVELS)} or a number in '
+          f'(0, {MAX_FACTOR:g}] (the fraction of the noise the model is '
+          'told)') from None
+  if not 0 < value <= MAX_FACTOR:
+    raise errors.UserError(f'strength {value:g} is out of range: use a number '
+                           f'in (0, {MAX_FACTOR:g}] or one of '
+                           f'{", ".join(LEVELS)}')
+  return value
+
+
+def calibrated_levels(inference_config: Optional[Mapping]
+                      ) -> Dict[str, float]:
+  """The model's measured factors per level ({} when never calibrated)."""
+  levels = (inference_config or {}).get('strength_levels', None) or {}
+  return {k: float(v) for k, v in levels.items() if k in LEVELS}
+
+
+def read_levels_file(folder: str) -> Optional[Dict[str, float]]:
+  """The levels of `folder`'s LEVELS_FILE, or None when it has none.
+
+  A file that does not parse is a one-line error naming it.
+  """
+  path = os.path.join(folder, LEVELS_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      levels = json.load(f)['levels']
+    return {k: float(v) for k, v in levels.items() if k in LEVELS}
+  except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    raise errors.UserError(f'{path}: not a strength-levels file ({e}); '
+                           'recalibrate (xdn-evaluate --task=calibrate) or '
+                           'remove it') from None
+
+
+def default_for(inference_config: Optional[Mapping]) -> str:
+  """DEFAULT for a calibrated model; 'full' (as before levels) otherwise."""
+  return DEFAULT if calibrated_levels(inference_config) else 'full'
+
+
+def factor(strength: Optional[Strength], inference_config: Optional[Mapping],
+           model_name: str = 'model') -> float:
+  """The noise factor s of `strength` for a model's `inference` config.
+
+  None: the model's default (`default_for`). A level name the model was
+  not calibrated for (all but 'full') is a one-line error saying how to
+  calibrate it.
+  """
+  if strength is None:
+    strength = default_for(inference_config)
+  strength = parse(strength)
+  if not isinstance(strength, str):
+    return float(strength)
+  if strength == 'full':
+    return 1.0
+  levels = calibrated_levels(inference_config)
+  if strength not in levels:
+    raise errors.UserError(
+        f'model {model_name!r} has no calibrated strength levels, so '
+        f'{strength!r} is not defined for it; pass --strength=full or a '
+        'number (e.g. 0.8), or calibrate it with xdn-evaluate '
+        '--task=calibrate (see README, "Strength levels")')
+  return levels[strength]
+
+
+def describe(strength: Optional[Strength],
+             inference_config: Optional[Mapping]) -> str:
+  """'medium (s 0.78)' or 's 0.85' for logs and tables."""
+  if strength is None:
+    strength = default_for(inference_config)
+  strength = parse(strength)
+  try:
+    value = factor(strength, inference_config)
+  except errors.UserError:
+    return str(strength)
+  return (f'{strength} (s {value:.2f})' if isinstance(strength, str) else
+          f's {value:.2f}')

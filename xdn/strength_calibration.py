@@ -1,0 +1,141 @@
+"""`xdn-evaluate --task=calibrate`: measure a model's strength levels.
+
+Each level of `xdn.strength` is defined by what it keeps (NPW d' of faint
+inserted lesions over the noisy input's, and for 'low' the contrast
+transfer too). Calibration measures, on clean images of the user's choice
+(held-out patients) and a few noise settings, the lesion figures of the
+model told s x the noise for a grid of factors s (`xdn.fidelity_report`,
+PSNR and lesions only), averages them over settings and lesion sizes, and
+takes for each level the largest s that still meets its floor,
+interpolated between grid points. The result, `strength_levels.json`, is
+what the loaders read (`xdn.inference`): in a training workdir it is used
+at once, and `python -m xdn.export` carries it into an exported model.
+"""
+
+import hashlib
+import json
+import os
+from typing import Any, Callable, Dict, List, Sequence
+
+import numpy as np
+
+from xdn import fidelity_report
+from xdn import noise_estimation
+from xdn import strength as strength_lib
+
+FACTORS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def strongest_meeting(factors: Sequence[float], values: Sequence[float],
+                      floor: float) -> float:
+  """The largest factor whose value is >= floor, the values taken as
+  falling with the factor and interpolated linearly between grid points;
+  the smallest factor when none meets it."""
+  order = np.argsort(factors)
+  f = np.asarray(factors, float)[order]
+  v = np.asarray(values, float)[order]
+  best = float(f[0])
+  for k in range(len(f)):
+    if v[k] < floor:
+      continue
+    best = float(f[k])
+    if k + 1 < len(f) and v[k + 1] < floor:
+      best += (v[k] - floor) / (v[k] - v[k + 1]) * (f[k + 1] - f[k])
+      break
+  return round(best, 3)
+
+
+def levels_from_curve(curve: List[Dict[str, float]]) -> Dict[str, Any]:
+  """The factor of each level from the calibration curve (one row per
+  factor: npw_ratio, transfer_mean averaged over settings and sizes)."""
+  factors = [row['factor'] for row in curve]
+  levels, met = {}, {}
+  for level, floor in strength_lib.D_PRIME_FLOORS.items():
+    keep = [row['npw_ratio'] for row in curve]
+    if level in strength_lib.TRANSFER_FLOORS:
+      # Both floors: the binding one, as a ratio to its own floor.
+      t_floor = strength_lib.TRANSFER_FLOORS[level]
+      keep = [min(row['npw_ratio'] / floor, row['transfer_mean'] / t_floor)
+              for row in curve]
+      levels[level] = strongest_meeting(factors, keep, 1.0)
+    else:
+      levels[level] = strongest_meeting(factors, keep, floor)
+    met[level] = bool(max(keep) >= (1.0 if level in
+                                    strength_lib.TRANSFER_FLOORS else floor))
+  levels['full'] = 1.0
+  # Stronger levels never get a smaller factor than milder ones.
+  for milder, stronger in zip(strength_lib.LEVELS, strength_lib.LEVELS[1:]):
+    levels[stronger] = max(levels[stronger], levels[milder])
+  return {'levels': levels, 'floors_met': met}
+
+
+class _CachedEstimates:
+  """Estimates each noisy image's noise once: every factor of the grid
+  sees the same noisy images."""
+
+  def __init__(self):
+    self._cache: Dict[str, noise_estimation.NoiseEstimate] = {}
+
+  def __call__(self, noisy: np.ndarray) -> noise_estimation.NoiseEstimate:
+    key = hashlib.sha1(np.ascontiguousarray(noisy).tobytes()).hexdigest()
+    if key not in self._cache:
+      self._cache[key] = noise_estimation.estimate_noise(noisy)
+    return self._cache[key]
+
+
+def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
+              make_noisy: Callable[[np.ndarray, Any, int], np.ndarray],
+              apply: Callable[..., np.ndarray], *,
+              factors: Sequence[float] = FACTORS,
+              sizes: Sequence[float] = (3.0, 5.0, 8.0), per_size: int = 10,
+              target_d_prime: float = 2.0, seed: int = 0) -> Dict[str, Any]:
+  """Measures `denoiser`'s levels (blind: each noisy image's noise
+  estimated, as xdn-denoise does). `apply(denoiser, noisy [H, W], told)`
+  denoises one image told the estimate."""
+  estimate = _CachedEstimates()
+  methods = {
+      f's {f:.2f}': (lambda d: lambda n, s: apply(d, n, estimate(n)))(
+          denoiser.at_strength(f)) for f in factors}
+  result = fidelity_report.evaluate_fidelity(
+      clean, settings, methods, make_noisy, sizes=sizes, per_size=per_size,
+      target_d_prime=target_d_prime, seed=seed, full=False)
+  curve = []
+  for f in factors:
+    rows = [r for r in result['rows'] if r['method'] == f's {f:.2f}']
+    curve.append({'factor': float(f), **{
+        key: float(np.mean([r[key] for r in rows]))
+        for key in ('psnr', 'ssim', 'npw_ratio', 'cho_ratio',
+                    'transfer_mean', 'transfer_p10')}})
+  return {**levels_from_curve(curve), 'curve': curve,
+          'rows': result['rows'], 'sizes': list(sizes),
+          'target_d_prime': target_d_prime,
+          'definitions': {
+              level: (f"NPW d' >= {floor} x the noisy input's" +
+                      (f', mean contrast transfer >= '
+                       f'{strength_lib.TRANSFER_FLOORS[level]}'
+                       if level in strength_lib.TRANSFER_FLOORS else ''))
+              for level, floor in strength_lib.D_PRIME_FLOORS.items()}}
+
+
+def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> str:
+  """strength_levels.json (what the loaders read) and a markdown table of
+  the curve in `out_dir`; returns the table."""
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, strength_lib.LEVELS_FILE)
+  payload = {**meta, **{k: v for k, v in result.items() if k != 'rows'}}
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(payload, f, indent=1)
+  os.replace(tmp, path)
+  lines = ['| factor s | PSNR / SSIM | NPW d′ ratio | CHO d′ ratio | '
+           'transfer mean / p10 |', '|---|---|---|---|---|']
+  for row in result['curve']:
+    lines.append(f"| {row['factor']:.2f} | {row['psnr']:.2f} / "
+                 f"{row['ssim']:.3f} | {row['npw_ratio']:.3f} | "
+                 f"{row['cho_ratio']:.3f} | {row['transfer_mean']:.2f} / "
+                 f"{row['transfer_p10']:.2f} |")
+  levels = ', '.join(f'{k} = {v:.2f}' for k, v in result['levels'].items())
+  table = '\n'.join(lines) + f'\n\nLevels: {levels}\n'
+  with open(os.path.join(out_dir, 'strength_calibration.md'), 'w') as f:
+    f.write(table)
+  return table
