@@ -73,3 +73,53 @@ def test_command_line_writes_the_report(tmp_path):
   assert 'flat regions' in result.stdout
   assert (tmp_path / 'out' / 'f_noise.json').exists()
   assert (tmp_path / 'out' / 'f_noise.png').exists()
+
+
+def _blur(image, sigma):
+  """Exact Gaussian low-pass by FFT (periodic)."""
+  fy = np.fft.fftfreq(image.shape[0])[:, None]
+  fx = np.fft.fftfreq(image.shape[1])[None, :]
+  transfer = np.exp(-2 * np.pi**2 * sigma**2 * (fy**2 + fx**2))
+  return np.real(np.fft.ifft2(np.fft.fft2(image) * transfer))
+
+
+def test_after_side_of_known_processing():
+  noisy = _flat_noisy(20.0, 0.0)
+  clean = noisy - (noisy - _blur(noisy, 30.0))  # Its smooth background.
+  # Halving the noise keeps its texture; a blur moves it to low frequency.
+  halved = noise_report.after_report(noisy, clean + 0.5 * (noisy - clean))
+  assert halved['std_ratio'] == pytest.approx(0.5, rel=0.05)
+  assert abs(halved['nps_mean_frequency_shift']) < 0.05
+  assert halved['nps_shape_rmsd'] < 0.05
+  blurred = noise_report.after_report(noisy, _blur(noisy, 1.5))
+  assert blurred['std_ratio'] < 0.3
+  assert blurred['nps_mean_frequency_shift'] < -0.4
+  assert blurred['nps_shape_rmsd'] > 0.3
+  same = noise_report.after_report(noisy, noisy)
+  assert same['std_ratio'] == pytest.approx(1.0)
+  assert same['nps_shape_rmsd'] == pytest.approx(0.0, abs=1e-9)
+  with pytest.raises(ValueError, match='denoised image is'):
+    noise_report.after_report(noisy, noisy[:100])
+
+
+def test_command_line_after_side(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  image = np.clip(_flat_noisy(15.0, 0.0, size=256), 0, 1)
+  after = np.clip(_blur(image, 1.0), 0, 1)
+  for name, pixels in (('f.png', image), ('g.png', after)):
+    Image.fromarray((pixels * 65535).astype(np.uint16)).save(tmp_path / name)
+  run = lambda *args: subprocess.run(
+      [sys.executable, '-m', 'xdn.noise_report', str(tmp_path / 'f.png'),
+       f'--out={tmp_path / "out"}', *args], capture_output=True, text=True,
+      timeout=300)
+  result = run(f'--after={tmp_path / "g.png"}')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'denoised: std' in result.stdout and 'NPS mean frequency' in \
+      result.stdout
+  saved = json.loads((tmp_path / 'out' / 'f_noise.json').read_text())
+  assert saved['after_file'] == 'g.png'
+  assert saved['after']['nps_mean_frequency_shift'] < -0.2
+  bad = run(f'--after={tmp_path / "g.png"},{tmp_path / "g.png"}')
+  assert bad.returncode != 0 and 'one per input' in bad.stderr

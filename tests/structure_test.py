@@ -25,7 +25,8 @@ COMMAND_LINES = {'xdn.denoise', 'xdn.evaluate', 'xdn.export', 'xdn.bench',
 BOTTOM = {'xdn.noise', 'xdn.metrics', 'xdn.image_io', 'xdn.radiograph_io',
           'xdn.noise_estimation', 'xdn.errors', 'xdn.batching',
           'xdn.noise_physics', 'xdn.lesions', 'xdn.task_metrics',
-          'xdn.noise_report', 'xdn.xla_flags'}
+          'xdn.noise_report', 'xdn.xla_flags', 'xdn.strength',
+          'xdn.image_quality'}
 ALLOWED_IN_BOTTOM = BOTTOM | {'xdn.models'}
 
 
@@ -71,7 +72,7 @@ def test_bottom_layer_imports_only_the_bottom(module):
 
 
 _HEAVY = ('tensorflow', 'tensorflow_datasets', 'clu', 'xdn.train',
-          'xdn.data.pipeline')
+          'xdn.data.pipeline', 'xdn.fidelity_loss', 'matplotlib')
 
 
 def _loaded_heavy_modules(code: str, cwd: str) -> list:

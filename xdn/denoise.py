@@ -349,7 +349,7 @@ def write_example_extras(source: str, denoised_path: str,
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  noise_report.write(source, out_dir)
+  noise_report.write(source, out_dir, after=denoised_path)
   before = read_radiograph(source).pixels
   after = read_radiograph(denoised_path).pixels
   h, w = before.shape

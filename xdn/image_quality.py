@@ -101,6 +101,14 @@ def nps_2d(noise_images: Sequence[np.ndarray], roi: int = 64,
   return total / (count * roi * roi)
 
 
+def nps_of_rois(rois: np.ndarray) -> np.ndarray:
+  """2-D NPS of zero-mean (already detrended) ROIs [N, R, R]: the mean of
+  |DFT|^2 / R^2, normalised as `nps_2d`."""
+  rois = np.asarray(rois, np.float64)
+  r = rois.shape[-1]
+  return np.mean(np.abs(np.fft.fft2(rois))**2, axis=0) / (r * r)
+
+
 def _frequency_grid(shape: Tuple[int, ...]) -> np.ndarray:
   """|f| in cycles/pixel of each bin of a 2-D spectrum in FFT order."""
   fy = np.fft.fftfreq(shape[0])[:, None]

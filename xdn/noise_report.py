@@ -15,6 +15,14 @@ Writes `<name>_noise.json` and `<name>_noise.png` with
     variance. Frequencies in cycles per pixel (and per mm when the file
     states its pixel spacing); NPS on the 0-255 scale.
 
+Given the denoised image too (`--after=FILE`, or `--denoise` to run the
+model), the *after* side, for a real radiograph with no clean copy: in
+the same flat regions, the std and NPS of the output beside the input's,
+the shift of the NPS mean and peak frequency, and its shape RMSD (the
+texture: a denoiser that leaves only low-frequency noise looks waxy), with
+the fine-scale noise kept and the low-pass agreement of
+`denoising_check`.
+
 All units: intensities on the image's [0, 1] scale as xdn reads it, stds
 and NPS on the 0-255 scale. Numpy (and matplotlib for the figure) only.
 """
@@ -26,9 +34,13 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from xdn import image_quality
 from xdn import noise_estimation
 
 REGION = 64
+# Radial NPS bins of the after side: 1/32 cycles/px, so each holds samples
+# of a 64-px region's frequency grid.
+AFTER_BINS = 16
 
 
 @dataclasses.dataclass
@@ -142,8 +154,49 @@ def report(image: np.ndarray, pixel_spacing_mm: Optional[float] = None
   return out
 
 
+def after_report(before: np.ndarray, after: np.ndarray) -> Dict[str, Any]:
+  """The after side: `after` (a denoised copy of `before`, both [H, W] in
+  [0, 1]) measured in the flat regions of `before`."""
+  before = np.asarray(before, np.float64)
+  after = np.asarray(after, np.float64)
+  if before.shape != after.shape:
+    raise ValueError(f'the denoised image is {after.shape[0]}x'
+                     f'{after.shape[1]}, the input {before.shape[0]}x'
+                     f'{before.shape[1]}; pass the output of this input')
+  regions = flat_regions(before)
+  crop = lambda x: np.stack([_detrend(x[y:y + REGION, c:c + REGION])
+                             for y, c in regions.corners])
+  sides = {'before': regions.residuals, 'after': crop(after),
+           'removed': crop(before - after)}
+  nps = {k: image_quality.nps_of_rois(255.0 * v) for k, v in sides.items()}
+  stats = {k: image_quality.nps_frequencies(v) for k, v in nps.items()}
+  curves = {k: image_quality.radial_nps(v, AFTER_BINS) for k, v in nps.items()}
+  keep = np.isfinite(curves['before'][1])
+  b, a = stats['before'], stats['after']
+  return {
+      'flat_std_before': float(np.std(sides['before']) * 255),
+      'flat_std_after': float(np.std(sides['after']) * 255),
+      'flat_std_removed': float(np.std(sides['removed']) * 255),
+      'std_ratio': float(np.std(sides['after']) /
+                         max(np.std(sides['before']), 1e-20)),
+      'nps_mean_frequency_before': b['mean_frequency'],
+      'nps_mean_frequency_after': a['mean_frequency'],
+      'nps_mean_frequency_shift': a['mean_frequency'] / b['mean_frequency']
+                                  - 1,
+      'nps_peak_frequency_before': b['peak_frequency'],
+      'nps_peak_frequency_after': a['peak_frequency'],
+      'nps_shape_rmsd': image_quality.nps_shape_rmsd(curves['before'][1],
+                                                     curves['after'][1]),
+      'nps_curves': {'frequency_cycles_per_pixel':
+                         curves['before'][0][keep].tolist(),
+                     **{k: c[1][keep].tolist() for k, c in curves.items()}},
+      **denoising_check(before, after),
+  }
+
+
 def plot(result: Dict[str, Any], path: str, title: str = '') -> None:
-  """The report's figure: std against intensity, and the radial NPS."""
+  """The report's figure: std against intensity, and the radial NPS (with
+  the denoised image's beside it when the report has the after side)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -166,10 +219,25 @@ def plot(result: Dict[str, Any], path: str, title: str = '') -> None:
                  f"(flat regions {np.mean([flat['rho_y'], flat['rho_x']]):.2f})",
                  fontsize=9)
   nps = result['nps']
-  right.semilogy(nps['frequency_cycles_per_pixel'], nps['nps'], '.-')
+  right.semilogy(nps['frequency_cycles_per_pixel'], nps['nps'], '.-',
+                 label='input')
+  after = result.get('after')
+  if after:
+    curves = after['nps_curves']
+    for key, style in (('after', 's-'), ('removed', ':')):
+      right.semilogy(curves['frequency_cycles_per_pixel'], curves[key],
+                     style, label={'after': 'denoised',
+                                   'removed': 'removed (input - denoised)'
+                                   }[key])
+    right.legend(fontsize=8)
+    left.plot([flat['mean_intensity']], [after['flat_std_after']], 'D',
+              label='flat regions, denoised')
+    left.legend(fontsize=8)
   right.set_xlabel('spatial frequency (cycles / pixel)')
   right.set_ylabel('NPS ((0-255)^2 px^2)')
-  right.set_title('radial noise power spectrum, flat regions', fontsize=9)
+  right.set_title('radial noise power spectrum, flat regions' + (
+      f"; mean f {after['nps_mean_frequency_shift']:+.0%} after"
+      if after else ''), fontsize=9)
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
@@ -177,12 +245,20 @@ def plot(result: Dict[str, Any], path: str, title: str = '') -> None:
   plt.close(fig)
 
 
-def write(path: str, out_dir: str) -> Dict[str, Any]:
-  """Reads a radiograph file and writes its report (JSON and PNG)."""
+def write(path: str, out_dir: str, after: Optional[Any] = None
+          ) -> Dict[str, Any]:
+  """Reads a radiograph file and writes its report (JSON and PNG); with
+  `after` (the denoised file's path, or its [H, W] pixels) the after side
+  too."""
   from xdn import radiograph_io  # pylint: disable=g-import-not-at-top
   radiograph = radiograph_io.read_radiograph(path)
   result = report(radiograph.pixels, _pixel_spacing(path))
   result['file'] = os.path.basename(path)
+  if after is not None:
+    if isinstance(after, str):
+      result['after_file'] = os.path.basename(after)
+      after = radiograph_io.read_radiograph(after).pixels
+    result['after'] = after_report(radiograph.pixels, after)
   os.makedirs(out_dir, exist_ok=True)
   stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
   with open(stem + '_noise.json', 'w') as f:
@@ -216,18 +292,31 @@ def main(argv: Sequence[str]) -> None:
     raise SystemExit('error: name the radiograph files, e.g. '
                      'xdn-noise scan.dcm --out=report')
   out = flags.FLAGS.out
+  afters = flags.FLAGS.after or []
+  if afters and len(afters) != len(files):
+    raise SystemExit(f'error: --after names {len(afters)} denoised files for '
+                     f'{len(files)} inputs; give one per input, in order')
   failed = 0
-  for path in files:
+  for i, path in enumerate(files):
     try:
-      result = write(path, out)
+      result = write(path, out, afters[i] if afters else None)
     except (OSError, ValueError, errors.UserError) as e:
       print(f'error: {path}: {e}')
       failed += 1
       continue
     flat = result['flat_regions']
-    print(f"{path}: {result['estimate']['description']}; flat regions: std "
-          f"{flat['std']:.2f}, correlation y {flat['rho_y']:.2f} x "
-          f"{flat['rho_x']:.2f}; report in {out}")
+    line = (f"{path}: {result['estimate']['description']}; flat regions: std "
+            f"{flat['std']:.2f}, correlation y {flat['rho_y']:.2f} x "
+            f"{flat['rho_x']:.2f}")
+    if 'after' in result:
+      a = result['after']
+      line += (f"; denoised: std {a['flat_std_after']:.2f} "
+               f"({a['std_ratio']:.0%} kept), NPS mean frequency "
+               f"{a['nps_mean_frequency_before']:.3f} -> "
+               f"{a['nps_mean_frequency_after']:.3f} cycles/px "
+               f"({a['nps_mean_frequency_shift']:+.0%}), shape RMSD "
+               f"{a['nps_shape_rmsd']:.2f}")
+    print(line + f'; report in {out}')
   if failed:
     raise SystemExit(1)
 
@@ -237,6 +326,10 @@ def run() -> None:
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string('out', 'noise_report', 'Folder for the report files.')
+  flags.DEFINE_list('after', None, 'The denoised copies of the inputs (one '
+                    'per input, in order, e.g. from xdn-denoise): adds the '
+                    'after side (std and NPS of the output in the same flat '
+                    'regions, NPS frequency shift and shape).')
   app.run(main)
 
 

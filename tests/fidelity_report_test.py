@@ -1,0 +1,111 @@
+"""The task-based report and strength calibration, through xdn-evaluate."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from xdn import examples
+from xdn import fidelity_report
+from xdn import strength
+from tests.denoise_test import make_workdir
+from tests.denoise_test import tiny_unet_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _evaluate(*args):
+  return subprocess.run([sys.executable, '-m', 'xdn.evaluate', *args],
+                        cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope='module')
+def example_folder(tmp_path_factory):
+  folder = tmp_path_factory.mktemp('images')
+  shutil.copy(examples.EXAMPLE, folder)
+  return str(folder)
+
+
+def test_identity_and_blur_in_the_report():
+  """The noisy input scores itself 1; a blur keeps less noise, shifts the
+  NPS down and loses faint lesions, in every figure at once."""
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+  from xdn import evaluate  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  clean = [np.clip(0.5 + ndimage.gaussian_filter(rng.normal(0, 0.4, (384,
+                                                                      384)), 8),
+                   0.1, 0.9).astype(np.float32)]
+  make = lambda image, setting, index: np.clip(image + np.random.default_rng(
+      index).normal(0, 0.05, image.shape), 0, 1).astype(np.float32)
+  methods = {'blur': lambda n, s: ndimage.gaussian_filter(n, 1.5)}
+  result = fidelity_report.evaluate_fidelity(
+      clean, [evaluate.Setting('gaussian', 12.75)], methods, make,
+      sizes=(3.0,), per_size=8, discs=6, disc_radius=10.0)
+  rows = {r['method']: r for r in result['rows']}
+  noisy, blur = rows['noisy input'], rows['blur']
+  assert noisy['npw_ratio'] == 1.0 and noisy['nps_shape_rmsd'] == 0.0
+  assert noisy['ttf_low_f50'] == noisy['ttf_high_f50'] == 0.5
+  assert noisy['noise_std'] == pytest.approx(0.05 * 255, rel=0.1)
+  assert blur['noise_std_ratio'] < 0.3
+  assert blur['nps_mean_frequency_ratio'] < 0.6
+  assert blur['nps_shape_rmsd'] > 0.3
+  # A linear blur of std 1.5 px: TTF f50 = sqrt(ln 2 / (2 pi^2)) / 1.5
+  # at every contrast.
+  f50 = np.sqrt(np.log(2) / (2 * np.pi**2)) / 1.5
+  assert blur['ttf_low_f50'] == pytest.approx(f50, rel=0.1)
+  assert blur['ttf_high_f50'] == pytest.approx(f50, rel=0.1)
+  assert blur['transfer_mean'] < 0.95 and blur['psnr'] > noisy['psnr']
+
+
+def test_cli_fidelity_report_of_two_strengths(tmp_path, example_folder):
+  out = tmp_path / 'fidelity'
+  result = _evaluate('--task=fidelity', '--pretrained',
+                     f'--folder={example_folder}', '--split=all',
+                     '--settings=gaussian:20', '--strength=full,0.6',
+                     '--baselines=noisy', '--lesion_sizes=3,5',
+                     '--lesions_per_size=6', f'--out={out}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  for name in ('fidelity_results.md', 'fidelity_results.json',
+               'fidelity_frontier.png', 'fidelity_nps.png'):
+    assert (out / name).stat().st_size > 0, name
+  saved = json.loads((out / 'fidelity_results.json').read_text())
+  rows = {r['method']: r for r in saved['rows']}
+  assert set(rows) == {'noisy input', 'xdn-pretrained (full)',
+                       'xdn-pretrained (0.6)'}
+  full, mild = rows['xdn-pretrained (full)'], rows['xdn-pretrained (0.6)']
+  assert full['noise_std'] < mild['noise_std'] < rows['noisy input'][
+      'noise_std']
+  assert full['psnr'] > rows['noisy input']['psnr'] + 5
+  assert '| gaussian σ=20 | xdn-pretrained (0.6) |' in result.stdout
+
+
+def test_cli_calibration_writes_levels_a_workdir_then_uses(tmp_path,
+                                                           example_folder):
+  config = tiny_unet_config()
+  config.model.noise_map = True
+  workdir = make_workdir(str(tmp_path / 'run'), config)
+  out = tmp_path / 'calibration'
+  result = _evaluate('--task=calibrate', f'--workdir={workdir}',
+                     f'--folder={example_folder}', '--split=all',
+                     '--settings=gaussian:20', '--calibration_factors=0.5,1',
+                     '--lesion_sizes=3', '--lesions_per_size=6',
+                     f'--out={out}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  for folder in (out, tmp_path / 'run'):
+    saved = json.loads((folder / strength.LEVELS_FILE).read_text())
+    assert set(saved['levels']) == set(strength.LEVELS)
+    assert saved['levels']['full'] == 1.0
+    assert [row['factor'] for row in saved['curve']] == [0.5, 1.0]
+  assert 'Levels:' in result.stdout
+  from xdn import inference  # pylint: disable=g-import-not-at-top
+  denoiser = inference.load(workdir, strength='medium')
+  assert denoiser.strength_factor == saved['levels']['medium']
+  bad = _evaluate('--task=calibrate', f'--workdir={workdir}',
+                  f'--folder={example_folder}', '--split=all',
+                  '--settings=gaussian:20', '--calibration_factors=0.5,0.7',
+                  f'--out={out}')
+  assert bad.returncode != 0 and 'including 1' in bad.stderr

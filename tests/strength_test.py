@@ -1,0 +1,139 @@
+"""Strength levels: parsing, the model's factors, and what each level does."""
+
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from xdn import errors
+from xdn import evaluate
+from xdn import examples
+from xdn import fidelity_report
+from xdn import inference
+from xdn import noise
+from xdn import noise_estimation
+from xdn import pretrained
+from xdn import radiograph_io
+from xdn import strength
+from xdn import strength_calibration
+
+CALIBRATED = {'strength_levels': {'low': 0.55, 'medium': 0.7, 'high': 0.8,
+                                  'full': 1.0}}
+
+
+@pytest.fixture(scope='module')
+def shipped():
+  return inference.load_pretrained()
+
+
+def test_parse_names_numbers_and_errors():
+  assert strength.parse('Medium') == 'medium'
+  assert strength.parse(' full ') == 'full'
+  assert strength.parse('0.8') == 0.8 and strength.parse(1) == 1.0
+  for bad in ('strong', '0', '-0.5', '2.5', 'nan'):
+    with pytest.raises(errors.UserError, match='strength'):
+      strength.parse(bad)
+
+
+def test_factors_of_calibrated_and_uncalibrated_models():
+  assert strength.factor('medium', CALIBRATED) == 0.7
+  assert strength.factor(None, CALIBRATED) == 0.7  # The default: medium.
+  assert strength.factor(0.85, CALIBRATED) == 0.85
+  assert strength.factor('full', {}) == 1.0
+  assert strength.factor(None, {}) == 1.0  # Uncalibrated: as before.
+  with pytest.raises(errors.UserError, match='no calibrated strength'):
+    strength.factor('low', {}, 'mine')
+  assert strength.describe('medium', CALIBRATED) == 'medium (s 0.70)'
+  assert strength.describe(0.5, {}) == 's 0.50'
+
+
+def test_strongest_meeting_interpolates_and_bounds():
+  factors, values = [0.4, 0.6, 0.8, 1.0], [1.0, 0.98, 0.94, 0.90]
+  # 0.95 is crossed a quarter of the way from 0.6 to 0.8... (0.98 -> 0.94).
+  assert strength_calibration.strongest_meeting(factors, values, 0.95) == \
+      pytest.approx(0.75)
+  assert strength_calibration.strongest_meeting(factors, values, 0.5) == 1.0
+  assert strength_calibration.strongest_meeting(factors, values, 1.5) == 0.4
+  curve = [{'factor': f, 'npw_ratio': v, 'transfer_mean': t}
+           for f, v, t in zip(factors, values, [0.99, 0.96, 0.9, 0.8])]
+  result = strength_calibration.levels_from_curve(curve)
+  levels = result['levels']
+  assert levels['full'] == 1.0
+  assert levels['low'] <= levels['medium'] <= levels['high'] <= 1.0
+  assert result['floors_met'] == {'low': True, 'medium': True, 'high': True}
+
+
+def test_denoiser_strength_scales_the_noise_it_is_told(shipped):
+  rng = np.random.default_rng(0)
+  y, x = np.mgrid[0:96, 0:96] / 96
+  clean = np.clip(0.5 + 0.2 * np.sin(6 * x + 3 * y), 0, 1)
+  noisy = np.clip(clean + rng.normal(0, 20 / 255, clean.shape),
+                  0, 1).astype(np.float32)[None, ..., None]
+  told = [noise_estimation.known_noise('gaussian', 20, 0)]
+  half, full = shipped.at_strength(0.5), shipped.at_strength('full')
+  assert half.variables is shipped.variables  # Shared, nothing reloaded.
+  half.target_noise_sigma = full.target_noise_sigma = 0.0
+  # Told 0.5 x sigma 20 is told sigma 10: the same input maps.
+  np.testing.assert_allclose(
+      half(noisy, told),
+      full(noisy, [noise_estimation.known_noise('gaussian', 10, 0)]),
+      atol=1e-5)
+  residual = lambda d: np.std(noisy - d(noisy, told))
+  assert residual(half) < 0.8 * residual(full)
+  with pytest.raises(errors.UserError, match='strength'):
+    shipped.at_strength('strongest')
+
+
+def _ordering_setup():
+  image = radiograph_io.read_radiograph(examples.EXAMPLE).pixels
+  return [np.asarray(image, np.float32)]
+
+
+def test_stronger_levels_leave_less_noise_and_lower_d_prime(shipped):
+  """On a fixed image: the lower the factor, the more residual noise and
+  the higher the lesions' NPW d' (up to the input's)."""
+  clean = _ordering_setup()
+  make = lambda image, setting, index: np.clip(image + np.asarray(
+      jax.random.normal(jax.random.fold_in(jax.random.key(7), index),
+                        image.shape)) * 20 / 255, 0, 1).astype(np.float32)
+  told = noise_estimation.known_noise('gaussian', 20, 0)
+  methods = {f'{f}': (lambda d: lambda n, s: inference.denoise_image(
+      d, n, noise_level=told))(shipped.at_strength(f))
+             for f in (0.4, 0.7, 1.0)}
+  setting = evaluate.Setting('gaussian', 20.0)
+  result = fidelity_report.evaluate_fidelity(
+      clean, [setting], methods, make, sizes=(3.0, 5.0), per_size=8,
+      discs=6, disc_radius=10.0, seed=1)
+  rows = {r['method']: r for r in result['rows']}
+  std = [rows[k]['noise_std'] for k in ('0.4', '0.7', '1.0')]
+  d_prime = [rows[k]['npw_ratio'] for k in ('0.4', '0.7', '1.0')]
+  assert std[0] > std[1] > std[2], std
+  assert d_prime[0] > d_prime[2], d_prime
+  assert d_prime[0] <= 1.05  # No processing beats the ideal observer.
+  assert rows['noisy input']['npw_ratio'] == pytest.approx(1.0)
+  assert rows['1.0']['psnr'] > rows['noisy input']['psnr'] + 5
+
+
+def test_loaders_read_calibrated_levels(tmp_path):
+  folder = tmp_path / 'model'
+  shutil.copytree(pretrained.FOLDER, folder)
+  (folder / strength.LEVELS_FILE).write_text(json.dumps(
+      {'levels': {'low': 0.5, 'medium': 0.6, 'high': 0.7, 'full': 1.0}}))
+  denoiser = inference.load(str(folder))
+  assert denoiser.strength == 'medium' and denoiser.strength_factor == 0.6
+  assert inference.load(str(folder), strength='low').strength_factor == 0.5
+  (folder / strength.LEVELS_FILE).write_text('not json')
+  with pytest.raises(errors.UserError, match='strength-levels file'):
+    inference.load(str(folder))
+
+
+def test_models_without_a_noise_map_refuse_a_strength(shipped):
+  config = shipped.config.copy_and_resolve_references()
+  config.model.noise_map = False
+  config.model.correlation_map = False
+  with pytest.raises(errors.UserError, match='takes no noise level'):
+    inference.Denoiser(config, shipped.variables, 0, 'plain', strength=0.5)
