@@ -19,6 +19,9 @@ from xdn import xla_flags  # pylint: disable=g-import-not-at-top
 # As run.py does (subprocesses inherit it), but without oneDNN: the suite
 # compares one device against four, and oneDNN rounds per batch size.
 xla_flags.configure_xla_cpu(onednn=False)
+# And no later call (the loaders configure too) may add oneDNN in-process;
+# tests of the flag choice itself run fresh processes without this.
+os.environ['XDN_KEEP_XLA_FLAGS'] = '1'
 
 
 import pytest  # pylint: disable=g-import-not-at-top

@@ -147,3 +147,17 @@ def test_installed_console_scripts_work_from_any_directory(installed,
                        '--pipeline_steps=1')
   assert out.returncode == 0, out.stderr[-2000:]
   assert '"vae"' in out.stdout
+
+
+@pytest.mark.parametrize('path', LIBRARY + sorted(
+    p for p in (ROOT / 'xdn').rglob('*.py') if _is_command_line(
+        _module_name(p))), ids=lambda p: _module_name(p))
+def test_only_public_jax_api(path):
+  private = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    names = ([node.module or ''] if isinstance(node, ast.ImportFrom) else
+             [a.name for a in node.names] if isinstance(node, ast.Import)
+             else [])
+    private.update(n for n in names if n.startswith(('jax._src',
+                                                     'jaxlib._')))
+  assert not private, f'{_module_name(path)} imports {private}'

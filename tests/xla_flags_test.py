@@ -39,7 +39,8 @@ def test_an_unknown_flag_is_never_set():
     if xla_flags.known_to_jaxlib(xla_flags.flag_name(flag)):
       continue
     # Then configure must leave it out: check in a fresh process.
-    env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('XLA_FLAGS', 'XDN_KEEP_XLA_FLAGS')}
     out = subprocess.run(
         [sys.executable, '-c', 'from xdn import xla_flags; '
          'print(xla_flags.configure_xla_cpu())'], cwd=REPO, env=env,
@@ -50,7 +51,8 @@ def test_an_unknown_flag_is_never_set():
 def test_configure_in_a_fresh_process_starts_jax(tmp_path):
   # The chosen flags must not abort the process (XLA's answer to an
   # unknown flag), and the user's own XLA_FLAGS win.
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env = {k: v for k, v in os.environ.items()
+         if k not in ('XLA_FLAGS', 'XDN_KEEP_XLA_FLAGS')}
   env['XLA_FLAGS'] = '--xla_cpu_experimental_ynn_fusion_type=eltwise'
   code = ('import os; from xdn import xla_flags; '
           'added = xla_flags.configure_xla_cpu(); import jax.numpy as jnp; '

@@ -107,13 +107,6 @@ def native_bfloat16() -> bool:
   return bool(cpu_features() & {'avx512_bf16', 'amx_bf16'})
 
 
-def _backend_started() -> bool:
-  try:
-    from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
-    return bool(getattr(xla_bridge, '_backends', {}))
-  except ImportError:
-    return False
-
 
 def configure_xla_cpu(onednn: bool = True) -> List[str]:
   """Adds the chosen flags to XLA_FLAGS (see the module docstring).
@@ -123,13 +116,13 @@ def configure_xla_cpu(onednn: bool = True) -> List[str]:
   device against four to 2e-4).
 
   Returns the flags added (none when the user set them, when
-  XDN_KEEP_XLA_FLAGS=1, when JAX has already started its backend, or when
-  the jaxlib lacks them).
+  XDN_KEEP_XLA_FLAGS=1, or when the jaxlib lacks them). XLA reads
+  XLA_FLAGS once, when JAX starts its first backend, so the entry points
+  and loaders call this before their first JAX computation; called after
+  one, the flags only reach processes started from this one (JAX's public
+  API cannot tell whether a backend has started without starting one).
   """
   if os.environ.get('XDN_KEEP_XLA_FLAGS') == '1':
-    return []
-  if _backend_started():
-    logging.debug('XLA already started; XLA_FLAGS left as they are')
     return []
   try:
     version = importlib.metadata.version('jaxlib')
