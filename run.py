@@ -11,6 +11,7 @@ import jax
 from ml_collections import config_flags
 
 from xdn import checkpoints
+from xdn import compile_cache
 from xdn import errors
 from xdn import train
 from xdn import xla_flags
@@ -52,6 +53,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   checkpoints.quiet_orbax_logs()
   xla_flags.configure_xla_cpu()  # Before the first JAX computation.
+  compile_cache.enable()  # A resumed run compiles nothing it compiled before.
   config = FLAGS.config
   if config.distributed:
     initialize_distributed(config)

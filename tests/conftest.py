@@ -9,6 +9,10 @@ import sys
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# One compilation cache for the session and the processes it starts (the
+# CLI tests compile the same programs again and again), never the user's.
+import tempfile  # pylint: disable=g-import-not-at-top
+os.environ['XDN_COMPILE_CACHE'] = tempfile.mkdtemp(prefix='xdn-test-cache-')
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:

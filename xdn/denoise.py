@@ -86,6 +86,10 @@ def define_flags() -> None:
                       f"'{strength_lib.DEFAULT}' for a calibrated model, "
                       "else 'full'.")
   flags.DEFINE_bool('overwrite', False, 'Replace existing output files.')
+  flags.DEFINE_bool('compile_cache', True, 'Keep compiled programs in '
+                    'the user cache folder (xdn.compile_cache; also '
+                    'XDN_COMPILE_CACHE=0 or =DIR), so the next run of the '
+                    'same image sizes compiles nothing.')
   flags.DEFINE_enum('precision', 'auto', list(inference.PRECISIONS),
                     "Compute precision; 'auto': bfloat16 where the CPU has "
                     "it natively and the model card's measured cost is "
@@ -377,6 +381,8 @@ def main(argv: Sequence[str]) -> None:
   xla_flags.configure_xla_cpu()  # Before the first JAX computation.
   from xdn import checkpoints  # pylint: disable=g-import-not-at-top
   checkpoints.quiet_orbax_logs()
+  if not FLAGS.compile_cache:
+    os.environ['XDN_COMPILE_CACHE'] = '0'
   if FLAGS.example:
     from xdn import examples  # pylint: disable=g-import-not-at-top
     if inputs:

@@ -583,6 +583,8 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   from xdn import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.configure_xla_cpu()  # Before the first JAX computation.
+  from xdn import compile_cache  # pylint: disable=g-import-not-at-top
+  compile_cache.enable()
   from xdn import checkpoints  # pylint: disable=g-import-not-at-top  # JAX.
   checkpoints.quiet_orbax_logs()
   try:

@@ -27,6 +27,7 @@ import numpy as np
 
 from xdn import batching
 from xdn import checkpoints
+from xdn import compile_cache
 from xdn import errors
 from xdn import models
 from xdn import noise
@@ -289,6 +290,7 @@ def load_denoiser(workdir: str, which: str = 'best',
                   ) -> Denoiser:
   """The model trained in `workdir`: its best checkpoint (or latest)."""
   xla_flags.configure_xla_cpu()  # Before the first JAX computation.
+  compile_cache.enable()
   config = _with_levels(checkpoints.read_config(workdir), workdir)
   config.model = models.restore_model_config(config.model.to_dict())
   target = flax.serialization.to_state_dict(_abstract_state(config))
@@ -316,6 +318,7 @@ def load_pretrained(precision: str = 'float32',
   `strength`: a level or factor of `xdn.strength` (None: the default).
   """
   xla_flags.configure_xla_cpu()  # Before the first JAX computation.
+  compile_cache.enable()
   config, variables, step = pretrained.load(folder)
   config = _with_levels(config, folder)
   name = (pretrained.NAME if folder == pretrained.FOLDER else
