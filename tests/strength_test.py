@@ -137,3 +137,19 @@ def test_models_without_a_noise_map_refuse_a_strength(shipped):
   config.model.correlation_map = False
   with pytest.raises(errors.UserError, match='takes no noise level'):
     inference.Denoiser(config, shipped.variables, 0, 'plain', strength=0.5)
+
+
+def test_export_carries_the_calibrated_levels(tmp_path):
+  from xdn import export  # pylint: disable=g-import-not-at-top
+  from tests.denoise_test import make_workdir  # pylint: disable=g-import-not-at-top
+  from tests.denoise_test import tiny_unet_config  # pylint: disable=g-import-not-at-top
+  config = tiny_unet_config()
+  config.model.noise_map = True
+  workdir = make_workdir(str(tmp_path / 'run'), config)
+  levels = {'low': 0.5, 'medium': 0.65, 'high': 0.75, 'full': 1.0}
+  (tmp_path / 'run' / strength.LEVELS_FILE).write_text(
+      json.dumps({'levels': levels}))
+  export.export(workdir, str(tmp_path / 'model'))
+  exported = inference.load(str(tmp_path / 'model'))
+  assert strength.calibrated_levels(exported.config.inference) == levels
+  assert exported.strength == 'medium' and exported.strength_factor == 0.65

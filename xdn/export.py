@@ -20,6 +20,7 @@ import numpy as np
 from xdn import errors
 from xdn import inference
 from xdn import pretrained
+from xdn import strength
 
 FLAGS = flags.FLAGS
 
@@ -31,16 +32,24 @@ def export(workdir: str, out_dir: str, which: str = 'best', *,
 
   The config's `inference` section records what was measured about the
   model (see `xdn.inference.Denoiser`): its training targets' own noise
-  std and the PSNR cost of bfloat16 (< 0: not measured; then
-  precision='auto' stays float32).
+  std, the PSNR cost of bfloat16 (< 0: not measured; then
+  precision='auto' stays float32) and its strength levels, when the
+  workdir was calibrated (`xdn-evaluate --task=calibrate`).
   """
-  denoiser = inference.load_denoiser(workdir, which)
+  denoiser = inference.load_denoiser(workdir, which, strength='full')
   config = denoiser.config.copy_and_resolve_references()
   config.data.manual_dir = '/path/to/nih1024/images'  # Placeholder.
+  levels = strength.calibrated_levels(config.get('inference', {}))
   with config.unlocked():
     config.inference = {'target_noise_sigma': float(target_noise_sigma)}
     if bfloat16_psnr_cost_db >= 0:
       config.inference.bfloat16_psnr_cost_db = float(bfloat16_psnr_cost_db)
+    if levels:
+      config.inference.strength_levels = levels
+    else:
+      logging.warning('%s has no calibrated strength levels: the exported '
+                      "model will default to 'full' (calibrate with "
+                      'xdn-evaluate --task=calibrate)', workdir)
   params = jax.tree.map(lambda x: np.asarray(x, np.float16),
                         denoiser.variables['params'])
   os.makedirs(out_dir, exist_ok=True)

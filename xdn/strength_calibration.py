@@ -118,8 +118,9 @@ def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
 
 
 def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> str:
-  """strength_levels.json (what the loaders read) and a markdown table of
-  the curve in `out_dir`; returns the table."""
+  """strength_levels.json (what the loaders read), a markdown table of the
+  curve and every row (strength_calibration.md / .json) in `out_dir`;
+  returns the table."""
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, strength_lib.LEVELS_FILE)
   payload = {**meta, **{k: v for k, v in result.items() if k != 'rows'}}
@@ -138,4 +139,7 @@ def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> str:
   table = '\n'.join(lines) + f'\n\nLevels: {levels}\n'
   with open(os.path.join(out_dir, 'strength_calibration.md'), 'w') as f:
     f.write(table)
+  # Every (setting, factor) row, for a closer look.
+  with open(os.path.join(out_dir, 'strength_calibration.json'), 'w') as f:
+    json.dump({**meta, 'rows': result['rows']}, f, indent=1)
   return table
