@@ -182,12 +182,15 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # strength s (1 with probability full_fraction, else uniform in
   # [min_strength, 1)), and below s = 1 the loss adds `weight` x the lesion
   # transfer error and `texture_weight` x the residual's NPS-shape error,
-  # both times the noise variance and ((1 - s) / (1 - min_strength))^2.
-  # Off while both weights are 0.
+  # both times the noise variance and ((1 - s) / (1 - min_strength))^p,
+  # p = strength_power. Off while both weights are 0. A model with
+  # model.strength_map is told s in that map, else as a scale on its noise
+  # maps.
   config.fidelity = fidelity = ml_collections.ConfigDict()
   fidelity.weight = 0.0
   fidelity.texture_weight = 0.0
   fidelity.min_strength = 0.5
+  fidelity.strength_power = 2.0
   fidelity.full_fraction = 0.5
   fidelity.min_size = 1.5  # Lesion Gaussian std in pixels (log-uniform).
   fidelity.max_size = 8.0

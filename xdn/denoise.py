@@ -344,11 +344,14 @@ def load_model() -> Denoiser:
   return denoiser
 
 
-def write_example_extras(source: str, denoised_path: str,
-                         out_dir: str) -> List[str]:
-  """The noise reports of the example and its output, and a before/after
-  picture (centre crop, windowed to the input's 1-99th percentiles)."""
+def write_example_extras(source: str, denoised_path: str, out_dir: str,
+                         denoiser: Optional[Denoiser] = None) -> List[str]:
+  """The noise reports of the example and its output (the after side), a
+  before/after picture (centre crop, windowed to the input's 1-99th
+  percentiles) and, for a model with strength levels, the crop at each
+  level (levels.png)."""
   from xdn import noise_report  # pylint: disable=g-import-not-at-top
+  from xdn import strength as strength_levels  # pylint: disable=g-import-not-at-top
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -360,19 +363,35 @@ def write_example_extras(source: str, denoised_path: str,
   c = min(h, w, 192) // 2
   crop = lambda x: x[h // 2 - c:h // 2 + c, w // 2 - c:w // 2 + c]
   lo, hi = np.percentile(crop(before), [1, 99])
-  fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
-  for ax, image, title in zip(axes, (before, after),
-                              ('noisy (detector noise)', 'xdn-denoise')):
-    ax.imshow(crop(image), cmap='gray', vmin=lo, vmax=hi,
-              interpolation='nearest')
-    ax.set_title(title, fontsize=10)
-    ax.axis('off')
-  fig.tight_layout()
-  picture = os.path.join(out_dir, 'before_after.png')
-  fig.savefig(picture, dpi=110)
-  plt.close(fig)
+
+  def picture(panels, name):
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.3))
+    for ax, (title, image) in zip(np.atleast_1d(axes), panels):
+      ax.imshow(crop(image), cmap='gray', vmin=lo, vmax=hi,
+                interpolation='nearest')
+      ax.set_title(title, fontsize=10)
+      ax.axis('off')
+    fig.tight_layout()
+    path = os.path.join(out_dir, name)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+  label = getattr(denoiser, 'strength_label', '')
+  written = [picture([('noisy (detector noise)', before),
+                      (f'xdn-denoise{", " + label if label else ""}', after)],
+                     'before_after.png')]
+  levels = strength_levels.calibrated_levels(
+      denoiser.config.get('inference', {})) if denoiser is not None else {}
+  if levels and getattr(denoiser, 'takes_noise_map', False):
+    panels = [('noisy', before)] + [
+        (f'{level} (s {levels.get(level, 1.0):.2f})',
+         denoise_image(denoiser.at_strength(level), before))
+        for level in strength_levels.LEVELS if level in levels or
+        level == 'full']
+    written.append(picture(panels, 'levels.png'))
   stem = os.path.splitext(os.path.basename(source))[0]
-  return [os.path.join(out_dir, f'{stem}_noise.png'), picture]
+  return [os.path.join(out_dir, f'{stem}_noise.png')] + written
 
 
 def main(argv: Sequence[str]) -> None:
@@ -421,8 +440,8 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(1)
   if FLAGS.example:
     written = output_path(FLAGS.out, os.path.basename(inputs[0]), '.png')
-    extras = write_example_extras(inputs[0], written, FLAGS.out)
-    print(f'Denoised {written}; noise report and before/after picture: '
+    extras = write_example_extras(inputs[0], written, FLAGS.out, denoiser)
+    print(f'Denoised {written}; noise report and pictures: '
           f'{", ".join(extras)}')
 
 

@@ -19,7 +19,7 @@ strength s in (0, 1] the model is told (the factor on its noise maps,
     the residual has the input noise's grain (NPS shape, TG-233), at any
     magnitude.
 
-Their weights are w(s) = weight * var * ((1 - s) / (1 - min_strength))^2,
+Their weights are w(s) = weight * var * ((1 - s) / (1 - min_strength))^p,
 var the noise variance at the lesion: 0 at s = 1, so the model told the
 true noise stays the PSNR-optimal denoiser of plain MSE training ('full'),
 and the further below 1, the more fidelity it buys. Multiplying by var
@@ -88,9 +88,10 @@ def draw_strength(key: Array, count: int,
 
 def weight_of_strength(strength: Array,
                        fidelity: ml_collections.ConfigDict) -> Array:
-  """((1 - s) / (1 - min_strength))^2, clipped to [0, 1]: 0 at s = 1."""
+  """((1 - s) / (1 - min_strength))^p, clipped to [0, 1]: 0 at s = 1
+  (p = `fidelity.strength_power`, 2 by default)."""
   t = (1.0 - strength) / (1.0 - fidelity.min_strength)
-  return jnp.clip(t, 0.0, 1.0)**2
+  return jnp.clip(t, 0.0, 1.0)**fidelity.get('strength_power', 2.0)
 
 
 def lesion_twins(key: Array, clean: Array, noise_std: Array,

@@ -119,9 +119,15 @@ class Denoiser:
     def denoise(variables, images, params):
       if channels:
         a, b, rho, dose, scale = params
-        images = noise.with_noise_map(images, a, b,
-                                      rho if channels == 2 else None,
-                                      xray_dose=dose, scale=scale)
+        if channels == 3:
+          # Its own strength map up to full; beyond, a larger noise told.
+          images = noise.with_noise_map(
+              images, a, b, rho, xray_dose=dose,
+              scale=jnp.maximum(scale, 1.0), strength=jnp.minimum(scale, 1.0))
+        else:
+          images = noise.with_noise_map(images, a, b,
+                                        rho if channels == 2 else None,
+                                        xray_dose=dose, scale=scale)
       out = models.denoised_image(model.apply(variables, images,
                                               train=False))
       return out.astype(jnp.float32)
@@ -187,7 +193,7 @@ class Denoiser:
   @property
   def takes_correlation(self) -> bool:
     """Whether the model is told the noise's spatial correlation."""
-    return state_lib.noise_channels(self.config) == 2
+    return state_lib.noise_channels(self.config) >= 2
 
   def __call__(self, images: np.ndarray,
                noise_levels: Optional[Sequence[NoiseEstimate]] = None

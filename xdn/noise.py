@@ -191,7 +191,8 @@ def noise_std_map(noisy: Array, a: Level, b: Level,
 def with_noise_map(noisy: Array, a: Level, b: Level,
                    correlation: Optional[Level] = None, *,
                    xray_dose: Optional[Level] = None,
-                   scale: Optional[Level] = None) -> Array:
+                   scale: Optional[Level] = None,
+                   strength: Optional[Level] = None) -> Array:
   """[B, H, W, 1] noisy images -> [B, H, W, 2]: image, noise std map.
 
   Given a `correlation` (the noise's neighbour correlation, a scalar or
@@ -200,8 +201,9 @@ def with_noise_map(noisy: Array, a: Level, b: Level,
   image and its noise scales the output), and white noise gives a zero
   channel, so a model widened from a two-channel one starts as it was.
   `xray_dose`: see `noise_std_map`. `scale` multiplies the noise a model
-  is told (both maps): the denoising strength (`xdn.strength`), 1 = the
-  noise as it is.
+  is told (both maps): the denoising strength (`xdn.strength`) of models
+  without a strength map, 1 = the noise as it is. `strength` (models with
+  `model.strength_map`) appends (1 - strength) * std map, 0 at full.
   """
   std = noise_std_map(noisy, a, b, xray_dose)
   if scale is not None:
@@ -209,6 +211,8 @@ def with_noise_map(noisy: Array, a: Level, b: Level,
   channels = [noisy, std]
   if correlation is not None:
     channels.append(_per_image(correlation, noisy) * std)
+  if strength is not None:
+    channels.append((1.0 - _per_image(strength, noisy)) * std)
   return jnp.concatenate(channels, axis=-1)
 
 

@@ -57,8 +57,9 @@ def create_optimizer(config: ml_collections.ConfigDict
 def noise_channels(config: ml_collections.ConfigDict) -> int:
   """Input channels a model takes besides the image: its noise maps."""
   noise_map = bool(config.model.get('noise_map', False))
-  return int(noise_map) + int(noise_map and
-                              config.model.get('correlation_map', False))
+  return (int(noise_map) +
+          int(noise_map and config.model.get('correlation_map', False)) +
+          int(noise_map and config.model.get('strength_map', False)))
 
 
 def create_train_state(config: ml_collections.ConfigDict, model, key: jax.Array,
@@ -66,7 +67,8 @@ def create_train_state(config: ml_collections.ConfigDict, model, key: jax.Array,
   """Initialises parameters for images of `image_shape` (H, W, C).
 
   A model with a noise map (`model.noise_map`) gets one channel more, and
-  one more again with a correlation map (`model.correlation_map`).
+  one more again with a correlation map (`model.correlation_map`), and
+  with a strength map (`model.strength_map`).
   """
   h, w, c = image_shape
   c += noise_channels(config)

@@ -98,9 +98,15 @@ def model_input(noisy: jax.Array, a: jax.Array, b: jax.Array,
                 correlation: Optional[jax.Array] = None,
                 xray_dose: Optional[jax.Array] = None,
                 strength: Optional[jax.Array] = None) -> jax.Array:
-  """What the model sees: the noisy images, plus the noise maps it takes
-  (scaled by `strength`, see `noise.with_noise_map`)."""
+  """What the model sees: the noisy images, plus the noise maps it takes:
+  told `strength` in its own map (`model.strength_map`), else as a scale
+  on the noise maps (see `noise.with_noise_map`)."""
   channels = state_lib.noise_channels(config)
+  if channels == 3:  # A strength map: told the true noise, and s apart.
+    return noise.with_noise_map(
+        noisy, a, b, jnp.zeros_like(a) if correlation is None else correlation,
+        xray_dose=xray_dose,
+        strength=jnp.ones_like(a) if strength is None else strength)
   if channels == 2:
     return noise.with_noise_map(
         noisy, a, b, jnp.zeros_like(a) if correlation is None else correlation,

@@ -24,7 +24,7 @@ _RUN_FIELDS = ('dtype', 'conv_impl')
 # Fields that only add input channels: the run keeps its own, and the new
 # channels' weights start at zero (`apply`), so the widened model computes
 # what the one it starts from did.
-_WIDENING_FIELDS = ('correlation_map',)
+_WIDENING_FIELDS = ('correlation_map', 'strength_map')
 
 
 @dataclasses.dataclass(frozen=True)

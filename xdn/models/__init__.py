@@ -137,6 +137,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         f'--config.data.image_size={size} or use model.name=unet')
   if config.model.name == 'unet' and config.model.get('depth', 4) < 1:
     raise errors.UserError('model.depth must be >= 1')
+  if config.model.get('strength_map', False) and not (
+      config.model.get('noise_map', False) and
+      config.model.get('correlation_map', False)):
+    raise errors.UserError('model.strength_map needs model.noise_map and '
+                           'model.correlation_map')
 
 
 def denoised_image(output) -> jax.Array:

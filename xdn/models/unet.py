@@ -19,6 +19,11 @@ the shipped model uses:
   * `correlation_map=True` (with `noise_map`): a further channel tells the
     noise's spatial correlation, so one model serves white and correlated
     (detector) noise; see `xdn.noise_physics`.
+  * `strength_map=True` (with `noise_map` and `correlation_map`): a last
+    channel, (1 - s) times the std map, tells the denoising strength s
+    (`xdn.strength`; 0 at full strength), so one model is trained for
+    every trade of noise against detail without mistaking a lower
+    strength for a lower noise (`xdn.fidelity_loss`).
   * `use_bias=False` with `norm='none'`: a bias-free network (Mohan et al.,
     ICLR 2020), positively homogeneous, which generalises beyond the noise
     levels seen in training.
@@ -86,6 +91,8 @@ class UNet(nn.Module):
   # With noise_map: one more input channel, the noise's neighbour
   # correlation times the std map (`xdn.noise.with_noise_map`).
   correlation_map: bool = False
+  # With both maps: one more, (1 - strength) times the std map.
+  strength_map: bool = False
   conv_impl: str = 'auto'  # See layers.use_fast.
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None  # See autoencoder.Encoder.
@@ -100,7 +107,8 @@ class UNet(nn.Module):
                              "'transpose' or 'resize'")
     b, h, w, c = x.shape
     out_channels = c - (self.noise_map + (self.noise_map and
-                                          self.correlation_map))
+                                          self.correlation_map)
+                        + (self.noise_map and self.strength_map))
     if out_channels < 1:
       raise errors.UserError('a noise_map U-Net needs an image channel and a '
                              f'map channel; got {c} channel(s)')
