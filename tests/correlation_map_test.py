@@ -63,3 +63,45 @@ def test_widened_warm_start_computes_what_the_old_model_did():
   np.testing.assert_allclose(after, before, atol=1e-6)
   kernel = widened.params['down0']['conv1']['kernel']
   np.testing.assert_array_equal(kernel[:, :, 2], 0.0)
+
+
+def test_strength_map_starts_as_v2_and_is_told_apart_from_the_noise():
+  """v3's fourth channel: zero at full strength; widened from a
+  three-channel model at zero weights; the Denoiser fills it, and a
+  strength above 1 scales the noise maps instead."""
+  from xdn import inference  # pylint: disable=g-import-not-at-top
+  old_config = make_config('unet', correlation_map=True, **FIELDS)
+  old = make_state(old_config, size=32)
+  new_config = make_config('unet', correlation_map=True, strength_map=True,
+                           **FIELDS)
+  init = warm_start.Init('test', ml_collections.ConfigDict(
+      old_config.model.to_dict()), {'params': old.params})
+  merged = warm_start.with_model(new_config, init)
+  assert merged.model.strength_map
+  widened = warm_start.apply(make_state(merged, size=32), init)
+  x = jnp.asarray(batch_of(2, 32))
+  maps = noise.with_noise_map(x, 0.0, 0.01, 0.3, strength=jnp.array([1.0,
+                                                                     0.4]))
+  assert maps.shape == (2, 32, 32, 4)
+  np.testing.assert_array_equal(maps[0, ..., 3], 0.0)
+  np.testing.assert_allclose(maps[1, ..., 3], 0.6 * maps[1, ..., 1],
+                             rtol=1e-6)
+  before = old.apply_fn({'params': old.params}, maps[..., :3])
+  after = widened.apply_fn({'params': widened.params}, maps)
+  np.testing.assert_allclose(after, before, atol=1e-6)
+  # Through the Denoiser, with a strength-map weight that makes it count.
+  params = jax.tree.map(lambda p: p, widened.params)
+  kernel = params['down0']['conv1']['kernel']
+  params['down0']['conv1']['kernel'] = kernel.at[:, :, 3].set(0.5)
+  told = [inference.NoiseEstimate('gaussian', 0.0, 0.01)]
+  denoiser = inference.Denoiser(merged, {'params': params}, 0, 'v3',
+                                strength='full', ensemble_max_pixels=0)
+  images = np.asarray(x[:1])
+  out = {s: denoiser.at_strength(s)(images, told) for s in (1.0, 0.5, 1.5)}
+  assert not np.allclose(out[1.0], out[0.5], atol=1e-4)
+  direct = lambda inputs: np.clip(np.asarray(widened.apply_fn(
+      {'params': params}, inputs)), 0, 1)
+  np.testing.assert_allclose(out[0.5], direct(noise.with_noise_map(
+      images, 0.0, 0.01, 0.0, strength=0.5)), atol=1e-5)
+  np.testing.assert_allclose(out[1.5], direct(noise.with_noise_map(
+      images, 0.0, 0.01, 0.0, scale=1.5, strength=1.0)), atol=1e-5)

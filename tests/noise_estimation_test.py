@@ -154,3 +154,36 @@ def test_real_chest_pa_estimate_agrees_with_its_flat_regions():
   assert estimate.correlation > 0.3  # Plainly correlated, as measured.
   assert abs(estimate.correlation - np.mean([flat['rho_y'], flat['rho_x']])
              ) < 0.15
+
+
+def test_numpy_xray_law_is_the_simulations():
+  from xdn import noise_physics  # pylint: disable=g-import-not-at-top
+  x = np.linspace(0, 1, 11)
+  for dose in (50.0, 400.0, 20000.0):
+    np.testing.assert_allclose(
+        noise_estimation.xray_variance(x, dose),
+        np.asarray(noise_physics.xray_variance(x, dose, 1.0)), rtol=1e-5)
+
+
+@pytest.mark.parametrize('kind,level,xray', [
+    ('xray', 400.0, True), ('poisson', 50.0, False),
+    ('gaussian', 25.0, False)])
+def test_xray_law_is_recognised_and_only_where_it_holds(kind, level, xray):
+  """X-ray quanta through the log transform have an exponential variance
+  law; the estimator names it, with N0, where it explains the image's
+  variances better than a line (and keeps the line beside it)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from xdn import noise  # pylint: disable=g-import-not-at-top
+  y, x = np.mgrid[0:512, 0:512] / 512
+  clean = np.clip(0.1 + 0.8 * x + 0.05 * np.sin(20 * y), 0, 1)
+  noisy = np.asarray(noise.add_noise(
+      jax.random.key(0), jnp.asarray(clean, jnp.float32)[None, ..., None],
+      kind, level))[0, ..., 0]
+  estimate = noise_estimation.estimate_noise(noisy)
+  assert (estimate.kind == 'xray') == xray, estimate
+  if xray:
+    assert estimate.xray_dose == pytest.approx(level, rel=0.2)
+    assert estimate.a > 0  # The line beside it.
+    told = noise_estimation.known_noise('xray', level, 0.0)
+    assert told.xray_dose == level and told.a > 0

@@ -381,7 +381,7 @@ def evaluate(clean: np.ndarray, settings: Sequence[Setting],
     outputs = {}
     told = None  # Only models with a noise-level input use it.
     if oracle_noise and (setting.kind in noise.AFFINE_KINDS or
-                         setting.kind == 'correlated_gaussian'):
+                         setting.kind in noise.CORRELATED_KINDS):
       told = noise_estimation.known_noise(setting.kind, setting.level,
                                           read_noise, setting.correlation)
     for name, denoiser in models.items():

@@ -191,6 +191,12 @@ class Denoiser:
     return bool(self.config.model.get('noise_map', False))
 
   @property
+  def takes_xray_law(self) -> bool:
+    """Whether the model was trained told X-ray noise's own law."""
+    return self.takes_noise_map and (
+        self.config.get('noise', {}).get('xray_law_fraction', 0.0) > 0)
+
+  @property
   def takes_correlation(self) -> bool:
     """Whether the model is told the noise's spatial correlation."""
     return state_lib.noise_channels(self.config) >= 2
@@ -214,7 +220,8 @@ class Denoiser:
     if self.takes_noise_map and noise_levels is None:
       noise_levels = [noise_estimation.estimate_noise(i[..., 0])
                       for i in images]
-    a, b, rho, dose = _variance_params(noise_levels, len(images))
+    a, b, rho, dose = _variance_params(noise_levels, len(images),
+                                       self.takes_xray_law)
     if self.takes_noise_map and self.target_noise_sigma > 0:
       b = b + np.float32((self.target_noise_sigma / 255.0)**2)
     scale = np.full(len(images), self.strength_factor, np.float32)
@@ -253,17 +260,25 @@ def _undo_dihedral(images: jax.Array, k: int) -> jax.Array:
   return images
 
 
-def _variance_params(levels: Optional[Sequence[NoiseEstimate]], count: int
-                     ) -> Tuple[np.ndarray, ...]:
-  """(a, b, correlation, X-ray dose) per image, from their noise estimates."""
+def _variance_params(levels: Optional[Sequence[NoiseEstimate]], count: int,
+                     xray_law: bool = False) -> Tuple[np.ndarray, ...]:
+  """(a, b, correlation, X-ray dose) per image, from their noise estimates.
+
+  An X-ray estimate is told as its law to a model trained on it
+  (`xray_law`), else as the line beside it (a, b): what such a model was
+  told in training.
+  """
   if levels is None:
     return tuple(np.zeros(count, np.float32) for _ in range(4))
   if len(levels) != count:
     raise ValueError(f'{len(levels)} noise levels for {count} images')
-  return (np.array([l.a for l in levels], np.float32),
-          np.array([l.b for l in levels], np.float32),
-          np.array([l.correlation for l in levels], np.float32),
-          np.array([l.xray_dose for l in levels], np.float32))
+  dose = np.array([l.xray_dose for l in levels], np.float32)
+  if not xray_law:
+    dose = np.zeros_like(dose)
+  law = dose > 0
+  return (np.where(law, 0.0, [l.a for l in levels]).astype(np.float32),
+          np.where(law, 0.0, [l.b for l in levels]).astype(np.float32),
+          np.array([l.correlation for l in levels], np.float32), dose)
 
 
 # ---------------------------------------------------------------- loading

@@ -265,14 +265,20 @@ def estimate_noise(image: np.ndarray) -> NoiseEstimate:
     return gaussian
   xs, vs, ns = map(np.asarray, (xs, vs, ns))
   a, b = np.polyfit(xs, vs, 1, w=np.sqrt(ns))
-  # Keep the line only where it explains most of the variation between
-  # bins: on small images the bins' variances scatter by chance.
   residual = np.sum(ns * (vs - (a * xs + b))**2)
   spread = np.sum(ns * (vs - np.average(vs, weights=ns))**2)
+  middle = float(np.median(mean))
+  dose = _xray_dose(xs, vs, ns, min(residual, spread), middle, sigma)
+  if dose:
+    # The line stays beside the law, for models never told the law.
+    line = (a, b) if a > 0 else (0.0, sigma**2)
+    return NoiseEstimate('xray', float(line[0]), float(max(line[1], 0.0)),
+                         rho_y, rho_x, xray_dose=dose)
+  # Keep the line only where it explains most of the variation between
+  # bins: on small images the bins' variances scatter by chance.
   if a <= 0 or residual > (1 - _MIN_R2) * spread:
     return gaussian
   b = max(b, 0.0)
-  middle = float(np.median(mean))
   if a * middle < _SIGNAL_DEPENDENT_SHARE * b:
     return gaussian
   # At the typical intensity the line must agree with the global estimate;
@@ -280,6 +286,43 @@ def estimate_noise(image: np.ndarray) -> NoiseEstimate:
   if abs(np.sqrt(a * middle + b) / sigma - 1) > _MAX_DISAGREEMENT:
     return gaussian
   return NoiseEstimate('poisson_gaussian', float(a), float(b), rho_y, rho_x)
+
+
+# X-ray law over the line: its weighted residual must be at most this share
+# of the line's, with variances spanning this ratio or more (the law's
+# curvature shows only over a wide range of intensities).
+_XRAY_RESIDUAL_SHARE = 0.5
+_XRAY_MIN_SPAN = 2.5
+_XRAY_DOSES = np.geomspace(5.0, 1e6, 600)
+
+
+def xray_variance(x: np.ndarray, dose) -> np.ndarray:
+  """`noise_physics.xray_variance` in numpy (this module runs without
+  JAX), with its defaults: line integral 3 at x = 1, 1 count of electronic
+  noise. Tested to agree."""
+  mu = 3.0
+  counts = np.asarray(dose, np.float64) * np.exp(-mu * np.clip(x, 0, 1))
+  s2 = (counts + 1.0) / counts**2
+  return s2 * (1 + 1.5 * s2) / mu**2
+
+
+def _xray_dose(xs: np.ndarray, vs: np.ndarray, ns: np.ndarray,
+               other_residual: float, middle: float, sigma: float) -> float:
+  """N0 of the X-ray law (quanta through the log transform) when it
+  explains the binned variances clearly better than a line or a constant
+  (`other_residual`, the smaller) and agrees with the global std at the
+  median intensity; else 0."""
+  if vs.min() <= 0 or vs.max() / vs.min() < _XRAY_MIN_SPAN:
+    return 0.0
+  model = xray_variance(xs[None], _XRAY_DOSES[:, None])
+  residuals = np.sum(ns * (vs[None] - model)**2, axis=1)
+  best = int(np.argmin(residuals))
+  if residuals[best] > _XRAY_RESIDUAL_SHARE * other_residual:
+    return 0.0
+  dose = float(_XRAY_DOSES[best])
+  if abs(np.sqrt(xray_variance(middle, dose)) / sigma - 1) > _MAX_DISAGREEMENT:
+    return 0.0
+  return dose
 
 
 def known_noise(kind: str, level: float, read_noise: float,
@@ -300,8 +343,12 @@ def known_noise(kind: str, level: float, read_noise: float,
   if kind == 'xray':
     if level <= 0:
       raise ValueError(f'xray needs quanta per pixel > 0, got {level}')
-    return NoiseEstimate('xray', 0.0, 0.0, correlation, rho_x,
-                         xray_dose=float(level))
+    # The line beside the law (for models never told it): its least-squares
+    # fit over intensities 0.1-0.9.
+    xs = np.linspace(0.1, 0.9, 33)
+    a, b = np.polyfit(xs, xray_variance(xs, level), 1)
+    return NoiseEstimate('xray', float(max(a, 0.0)), float(max(b, 0.0)),
+                         correlation, rho_x, xray_dose=float(level))
   if kind in ('poisson', 'poisson_gaussian'):
     if level <= 0:
       raise ValueError(f'{kind} dose must be > 0, got {level}')
