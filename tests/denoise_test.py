@@ -337,3 +337,34 @@ def test_noise_flag_states_a_correlated_noise(text, sigma, rho):
 def test_bad_noise_flag_is_one_line(text):
   with pytest.raises(errors.UserError, match='--noise'):
     denoise.parse_noise(text, read_noise=2.0)
+
+
+def test_overlapped_folder_equals_one_file_after_the_other(tmp_path, caplog):
+  """Decoding the next file and writing the last while the model runs
+  changes no output byte, no order and no error line."""
+  folder = tmp_path / 'in'
+  folder.mkdir()
+  sizes = [(40, 30), (24, 52), (40, 30), (33, 33)]
+  for i, (h, w) in enumerate(sizes):
+    Image.fromarray(gradient(h, w, 65535, seed=i).astype(np.uint16)).save(
+        folder / f'{i}.png')
+  (folder / '1b.png').write_bytes(b'\x89PNG\r\n\x1a\ncut short')
+  with caplog.at_level('INFO'):
+    failed = denoise.denoise_files(FakeDenoiser(box_blur), [str(folder)],
+                                   str(tmp_path / 'out'))
+  assert failed == 1
+  progress = [r.getMessage() for r in caplog.records
+              if r.getMessage().startswith('[')]
+  order = [m.split(' ')[1] for m in progress]
+  assert order == sorted(order) and len(order) == 4, progress
+  names = sorted(p.name for p in folder.iterdir())
+  # The log reports files in input order, the failure in its place.
+  lines = [r.getMessage() for r in caplog.records
+           if r.getMessage().startswith('[') or '1b.png' in r.getMessage()]
+  assert '1b.png' in lines[2] and names.index('1b.png') == 2
+  for i in range(len(sizes)):
+    one = tmp_path / f'one{i}'
+    denoise.denoise_one_file(FakeDenoiser(box_blur), str(folder / f'{i}.png'),
+                             f'{i}.png', str(one))
+    assert (one / f'{i}.png').read_bytes() == (
+        tmp_path / 'out' / f'{i}.png').read_bytes()

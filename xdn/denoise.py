@@ -38,6 +38,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent import futures
 from typing import Any, Collection, Iterator, List, Optional, Sequence, Tuple
 
 from absl import app
@@ -138,19 +139,14 @@ def output_path(out_dir: str, relative: str, extension: str) -> str:
   return os.path.join(out_dir, os.path.splitext(relative)[0] + extension)
 
 
-def denoise_one_file(denoiser: Denoiser, path: str, relative: str,
-                     out_dir: str, *, description: str = 'xdn denoised',
-                     overwrite: bool = False,
-                     inputs: Collection[str] = frozenset(),
-                     written: Collection[str] = frozenset(),
-                     **denoise_kwargs) -> Tuple[str, Tuple[int, int]]:
-  """Decodes, denoises and writes one file; returns its output and [H, W].
-
-  Raises on any failure of the file; `denoise_files` reports it. Writes only
-  under `out_dir`, never over a file of `inputs` or `written` (real paths),
-  and never leaves half a file.
-  """
-  radiograph = read_radiograph(path, description)
+def claim_output(radiograph: radiograph_io.Radiograph, relative: str,
+                 out_dir: str, *, overwrite: bool = False,
+                 inputs: Collection[str] = frozenset(),
+                 written: Collection[str] = frozenset()) -> str:
+  """The output path of one decoded input, after every check that keeps a
+  user's files safe: under `out_dir`, never an input (`inputs`, real
+  paths) or another input's output (`written`), never an existing file
+  without `overwrite`. Raises naming the file."""
   target = output_path(out_dir, relative, radiograph.extension)
   real, root = os.path.realpath(target), os.path.realpath(out_dir)
   if os.path.commonpath([real, root]) != root:
@@ -164,18 +160,51 @@ def denoise_one_file(denoiser: Denoiser, path: str, relative: str,
   if os.path.exists(target) and not overwrite:
     raise FileExistsError(f'output {target!r} exists; pass --overwrite '
                           'to replace it')
-  denoised = denoise_image(denoiser, radiograph.pixels, **denoise_kwargs)
+  return target
+
+
+def write_output(radiograph: radiograph_io.Radiograph, denoised,
+                 target: str) -> None:
+  """Encodes and writes one output atomically: a crash never leaves half
+  a file."""
   data = radiograph.to_file(denoised)
   os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
-  tmp = f'{target}.{os.getpid()}.tmp'
+  tmp = f'{target}.{os.getpid()}.{threading.get_ident()}.tmp'
   try:
     with open(tmp, 'wb') as f:
       f.write(data)
-    os.replace(tmp, target)  # A crash never leaves half a file.
+    os.replace(tmp, target)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def denoise_one_file(denoiser: Denoiser, path: str, relative: str,
+                     out_dir: str, *, description: str = 'xdn denoised',
+                     overwrite: bool = False,
+                     inputs: Collection[str] = frozenset(),
+                     written: Collection[str] = frozenset(),
+                     **denoise_kwargs) -> Tuple[str, Tuple[int, int]]:
+  """Decodes, denoises and writes one file; returns its output and [H, W].
+
+  Raises on any failure of the file; `denoise_files` reports it. Writes only
+  under `out_dir`, never over a file of `inputs` or `written` (real paths),
+  and never leaves half a file.
+  """
+  radiograph = read_radiograph(path, description)
+  target = claim_output(radiograph, relative, out_dir, overwrite=overwrite,
+                        inputs=inputs, written=written)
+  write_output(radiograph, denoise_image(denoiser, radiograph.pixels,
+                                         **denoise_kwargs), target)
   return target, radiograph.pixels.shape
+
+
+class _Result:
+  """What became of one file of the folder loop."""
+
+  def __init__(self, path: str, target: str = '', shape=(0, 0),
+               error: Optional[BaseException] = None):
+    self.path, self.target, self.shape, self.error = path, target, shape, error
 
 
 def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
@@ -183,15 +212,18 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
                   **denoise_kwargs) -> int:
   """Denoises every input file into `out_dir`; returns how many failed.
 
-  Each file is done inside one guard: any exception of that file is one
-  error line naming it (with the traceback at debug level, or at error
-  level if `verbose`), and the others are still done. Out of memory is not
-  survived: the summary is logged and the error raised. Ctrl-C stops after
-  the current file (a second one stops at once); the summary is logged and
-  KeyboardInterrupt raised, and what was written stays.
+  Overlapped: while the model denoises file i, a thread decodes file i + 1
+  and another encodes and writes file i - 1 (the model releases the GIL).
+  The outputs, their order and the log lines are those of one file after
+  the other. Each file is done inside one guard: any exception of that file
+  is one error line naming it (with the traceback at debug level, or at
+  error level if `verbose`), and the others are still done. Out of memory
+  is not survived: the summary is logged and the error raised. Ctrl-C
+  stops after the current file (a second one stops at once); the summary
+  is logged and KeyboardInterrupt raised, and what was written stays.
 
   `denoise_kwargs` go to `denoise_image` (tile, overlap, batch_size,
-  max_pixels).
+  max_pixels, noise_level).
   """
   if not verbose:
     radiograph_io.quiet_pydicom_logs()
@@ -201,35 +233,85 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
                  f'step {getattr(denoiser, "step", "?")}')
   if getattr(denoiser, 'takes_noise_map', False):
     description += f', strength {denoiser.strength_label}'
-
   written, failed = set(), []
+  claimed = set()  # Outputs of files denoised or being written.
   start = time.time()
   handled = 0  # Files written or failed.
-  with _StopAfterCurrentFile() as stop:
+
+  def finish(result: _Result) -> None:
+    nonlocal handled
+    if result.error is not None:
+      if isinstance(result.error, MemoryError) or _out_of_memory(
+          result.error):
+        raise result.error
+      failed.append(result.path)
+      _log_failure(result.path, result.error, verbose)
+    else:
+      written.add(os.path.realpath(result.target))
+      elapsed = time.time() - start
+      logging.info('[%d/%d] %s -> %s (%dx%d; ETA %.0fs)', handled + 1,
+                   len(pairs), result.path, result.target, *result.shape,
+                   elapsed / (handled + 1) * (len(pairs) - handled - 1))
+    handled += 1
+
+  def settle(pending) -> None:
+    """Waits for a file's write and reports it."""
+    if pending is None:
+      return
+    result, future = pending
     try:
-      for path, relative in pairs:
+      future.result()
+    except Exception as e:  # pylint: disable=broad-except  # Any: guard.
+      result.error = e
+    finish(result)
+
+  read = lambda path: read_radiograph(path, description)
+  path = pairs[0][0] if pairs else ''
+  pending = None  # (result, write future) of the file before.
+  with _StopAfterCurrentFile() as stop, \
+       futures.ThreadPoolExecutor(1, 'xdn-read') as reader, \
+       futures.ThreadPoolExecutor(1, 'xdn-write') as writer:
+    try:
+      upcoming = reader.submit(read, pairs[0][0]) if pairs else None
+      for i, (path, relative) in enumerate(pairs):
         if stop.requested:
           raise KeyboardInterrupt
+        current, upcoming = upcoming, (
+            reader.submit(read, pairs[i + 1][0]) if i + 1 < len(pairs)
+            else None)
+        result, denoised = _Result(path), None
         try:
-          target, (h, w) = denoise_one_file(
-              denoiser, path, relative, out_dir, description=description,
-              overwrite=overwrite, inputs=input_files, written=written,
-              **denoise_kwargs)
+          radiograph = current.result()
+          result.target = claim_output(
+              radiograph, relative, out_dir, overwrite=overwrite,
+              inputs=input_files, written=claimed)
+          result.shape = radiograph.pixels.shape
+          denoised = denoise_image(denoiser, radiograph.pixels,
+                                   **denoise_kwargs)
+          claimed.add(os.path.realpath(result.target))
         except MemoryError:
           raise
         except Exception as e:  # pylint: disable=broad-except  # Any: guard.
           if _out_of_memory(e):
             raise
-          failed.append(path)
-          _log_failure(path, e, verbose)
+          result.error = e
+        settle(pending)  # The file before first: logs stay in order.
+        pending = None
+        if result.error is not None:
+          finish(result)
         else:
-          written.add(os.path.realpath(target))
-          elapsed = time.time() - start
-          logging.info('[%d/%d] %s -> %s (%dx%d; ETA %.0fs)', handled + 1,
-                       len(pairs), path, target, h, w,
-                       elapsed / (handled + 1) * (len(pairs) - handled - 1))
-        handled += 1
+          pending = (result, writer.submit(write_output, radiograph,
+                                           denoised, result.target))
+      settle(pending)
+      pending = None
     except BaseException as e:
+      if pending is not None:  # Its write was under way: let it finish.
+        try:
+          settle(pending)
+        except BaseException:  # pylint: disable=broad-except
+          pass
+      if upcoming is not None:
+        upcoming.cancel()
       if isinstance(e, KeyboardInterrupt):
         logging.warning('Interrupted: %d of %d files not done; the files '
                         'written stay.', len(pairs) - handled, len(pairs))

@@ -189,8 +189,12 @@ def to_float01(img: np.ndarray) -> np.ndarray:
   return np.divide(img, np.float32(2 ** bit_depth(img) - 1), dtype=np.float32)
 
 
-def encode_png(img: np.ndarray) -> bytes:
-  """Lossless PNG of a `[H, W]` (or `[H, W, 1]`) uint8 or uint16 image."""
+def encode_png(img: np.ndarray, compress_level: int = 6) -> bytes:
+  """Lossless PNG of a `[H, W]` (or `[H, W, 1]`) uint8 or uint16 image.
+
+  `compress_level` is zlib's (0-9): 1 encodes a 2048x2048 16-bit
+  radiograph in about 0.6x the time of the default 6, for files ~3 %
+  larger (`xdn-denoise` writes with 1)."""
   img = np.asarray(img)
   if img.ndim == 3 and img.shape[-1] == 1:
     img = img[..., 0]
@@ -199,7 +203,7 @@ def encode_png(img: np.ndarray) -> bytes:
         f'encode_png expects a 2-D uint8 or uint16 image, got {img.dtype} '
         f'{img.shape}.')
   buf = io.BytesIO()
-  Image.fromarray(img).save(buf, 'PNG')
+  Image.fromarray(img).save(buf, 'PNG', compress_level=compress_level)
   return buf.getvalue()
 
 
