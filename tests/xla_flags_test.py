@@ -115,6 +115,36 @@ def test_auto_precision_needs_a_stated_small_cost():
     inference.resolve_precision('float16', config)
 
 
+def test_auto_precision_decides_per_noise_kind():
+  """With costs per kind, 'auto' computes each call in bfloat16 only where
+  its images' kind costs at most 0.1 dB."""
+  shipped = inference.load_pretrained()
+  config = shipped.config.copy_and_resolve_references()
+  with config.unlocked():
+    config.inference = {'bfloat16_psnr_cost_db': {
+        'gaussian': 0.03, 'poisson_gaussian': 0.05, 'xray': 0.17}}
+  auto = inference.Denoiser(config, shipped.variables, shipped.step, 'card',
+                            precision='auto', ensemble_max_pixels=0)
+  if not xla_flags.native_bfloat16():
+    assert auto.precision == 'float32'
+    return
+  assert auto.precision == 'auto'
+  white = [inference.NoiseEstimate('gaussian', 0.0, 1e-3)]
+  xray = [inference.NoiseEstimate('xray', 1e-3, 0.0, xray_dose=400.0)]
+  correlated = [inference.NoiseEstimate('gaussian', 0.0, 1e-3, 0.4, 0.4)]
+  assert auto.precision_for(white) == 'bfloat16'
+  assert auto.precision_for(xray) == 'float32'
+  assert auto.precision_for(white + xray) == 'float32'
+  assert auto.precision_for(correlated) == 'float32'  # Not measured.
+  image = _image()[None, ..., None]
+  bf16 = inference.load_pretrained('bfloat16')
+  bf16.ensemble_max_pixels = shipped.ensemble_max_pixels = 0
+  np.testing.assert_allclose(auto(image, white), bf16(image, white),
+                             atol=1e-6)
+  np.testing.assert_allclose(auto(image, xray), shipped(image, xray),
+                             atol=1e-6)
+
+
 def test_inference_bench_entry():
   results = denoise_speed.benchmark([64], repeats=1)
   entry = results['sizes']['64']

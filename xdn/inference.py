@@ -16,7 +16,7 @@ import copy
 import dataclasses
 import functools
 import os
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 import flax
@@ -44,24 +44,60 @@ PRECISIONS = ('auto', 'float32', 'bfloat16')
 MAX_BFLOAT16_COST_DB = 0.1
 
 
+def bfloat16_costs(config: ml_collections.ConfigDict) -> Dict[str, float]:
+  """The model card's measured bfloat16 PSNR cost (dB) per noise kind.
+
+  `inference.bfloat16_psnr_cost_db` is one number (the worst over the
+  held-out settings: key '*') or a mapping kind -> cost, kinds as
+  `cost_kind` names them; {} when never measured.
+  """
+  cost = config.get('inference', {}).get('bfloat16_psnr_cost_db', None)
+  if cost is None:
+    return {}
+  if isinstance(cost, (int, float)):
+    return {'*': float(cost)}
+  return {k: float(v) for k, v in cost.items()}
+
+
+def cost_kind(estimate: Optional[NoiseEstimate]) -> str:
+  """The noise kind an estimate's bfloat16 cost is looked up under."""
+  if estimate is None:
+    return '*'
+  if estimate.kind == 'gaussian' and estimate.correlation > 0.1:
+    return 'correlated_gaussian'
+  return estimate.kind
+
+
+def bfloat16_allowed(costs: Dict[str, float], kinds: Sequence[str]) -> bool:
+  """Whether every kind's cost is measured and at most the allowance."""
+  if not costs:
+    return False
+  worst = max(costs.values())
+  return all(costs.get(k, worst) <= MAX_BFLOAT16_COST_DB for k in kinds)
+
+
 def resolve_precision(precision: str, config: ml_collections.ConfigDict
                       ) -> str:
-  """'float32' or 'bfloat16' for a requested precision.
+  """'float32', 'bfloat16' or, per call, 'auto' for a requested precision.
 
   'auto': bfloat16 where the machine computes it natively (a GPU or TPU, or
   a CPU with AVX512_BF16 / AMX) and the model's measured bfloat16 cost is
-  at most MAX_BFLOAT16_COST_DB on every held-out setting; else float32.
+  at most MAX_BFLOAT16_COST_DB: on every held-out setting when the card
+  states one number; per image's noise kind when it states one per kind
+  (then 'auto' stays, and each call decides); else float32.
   """
   if precision not in PRECISIONS:
     raise errors.UserError(f'unknown precision {precision!r}; use one of '
                            f'{PRECISIONS}')
   if precision != 'auto':
     return precision
-  cost = config.get('inference', {}).get('bfloat16_psnr_cost_db', None)
-  if cost is None or cost > MAX_BFLOAT16_COST_DB:
-    return 'float32'
+  costs = bfloat16_costs(config)
   native = (jax.default_backend() != 'cpu' or xla_flags.native_bfloat16())
-  return 'bfloat16' if native else 'float32'
+  if not native or not costs or min(costs.values()) > MAX_BFLOAT16_COST_DB:
+    return 'float32'
+  if set(costs) == {'*'}:
+    return 'bfloat16' if costs['*'] <= MAX_BFLOAT16_COST_DB else 'float32'
+  return 'auto'
 
 # Tiles of the fully convolutional models: TILE pixels with OVERLAP pixels
 # shared by neighbours (blended with linear ramps). 512 + 32: a 2048x2048
@@ -109,10 +145,17 @@ class Denoiser:
           self.config.get('inference', {}).get('target_noise_sigma', 0.0))
     self.set_strength(self.strength)
     self.precision = resolve_precision(self.precision, self.config)
+    dtypes = (('float32', 'bfloat16') if self.precision == 'auto' else
+              (self.precision,))
+    self._applies = {dtype: self._compiled(dtype) for dtype in dtypes}
+    self._apply = self._applies[dtypes[0]]
+
+  def _compiled(self, dtype: str) -> Callable:
+    """The jitted model in compute `dtype` (compiled on first use)."""
     config = self.config
-    if self.precision != config.model.get('dtype', 'float32'):
+    if dtype != config.model.get('dtype', 'float32'):
       config = config.copy_and_resolve_references()
-      config.model.dtype = self.precision
+      config.model.dtype = dtype
     model = models.create_model(config)
     channels = state_lib.noise_channels(self.config)
 
@@ -142,7 +185,18 @@ class Denoiser:
                                      params), k) for k in range(8)]
       return jnp.mean(jnp.clip(jnp.stack(outs), 0.0, 1.0), axis=0)
 
-    self._apply = apply
+    return apply
+
+  def precision_for(self, noise_levels: Optional[Sequence[NoiseEstimate]]
+                    ) -> str:
+    """The compute precision of one call: 'auto' decides by the noise
+    kinds of its images (`bfloat16_allowed`)."""
+    if self.precision != 'auto':
+      return self.precision
+    kinds = ([cost_kind(l) for l in noise_levels] if noise_levels else
+             ['*'])
+    return ('bfloat16' if bfloat16_allowed(bfloat16_costs(self.config),
+                                           kinds) else 'float32')
 
   def set_strength(self, strength: Optional[strength_lib.Strength]) -> None:
     """Sets the strength (see the field); no recompilation."""
@@ -226,6 +280,7 @@ class Denoiser:
       b = b + np.float32((self.target_noise_sigma / 255.0)**2)
     scale = np.full(len(images), self.strength_factor, np.float32)
     params = (a, b, rho, dose, scale)
+    apply = self._applies[self.precision_for(noise_levels)]
     outputs = []
     for start in range(0, len(images), self.batch_size):
       stop = start + self.batch_size
@@ -234,7 +289,7 @@ class Denoiser:
       batch, n = batching.pad_batch(images[start:stop], size)
       batch_params = tuple(batching.pad_batch(p[start:stop], size)[0]
                            for p in params)
-      outputs.append(np.asarray(self._apply(
+      outputs.append(np.asarray(apply(
           self.variables, batch, batch_params, self._ensemble(batch)))[:n])
     return np.concatenate(outputs) if outputs else images.copy()
 
