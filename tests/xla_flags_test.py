@@ -121,6 +121,7 @@ def test_auto_precision_decides_per_noise_kind():
   shipped = inference.load_pretrained()
   config = shipped.config.copy_and_resolve_references()
   with config.unlocked():
+    del config.inference['bfloat16_psnr_cost_db']  # A number until now.
     config.inference.bfloat16_psnr_cost_db = {
         'gaussian': 0.03, 'poisson_gaussian': 0.05, 'xray': 0.17}
   auto = inference.Denoiser(config, shipped.variables, shipped.step, 'card',
