@@ -158,11 +158,24 @@ class Denoiser:
       config.model.dtype = dtype
     model = models.create_model(config)
     channels = state_lib.noise_channels(self.config)
+    # A model with a fidelity branch is its base alone at full strength (the
+    # branch's output is multiplied by 1 - s = 0): skip the branch's cost.
+    base = None
+    if config.model.get('fidelity_branch_width', 0) > 0:
+      base_config = config.copy_and_resolve_references()
+      base_config.model.strength_map = False
+      base_config.model.fidelity_branch_width = 0
+      base = models.create_model(base_config)
 
-    def denoise(variables, images, params):
+    def denoise(variables, images, params, at_full):
+      net = model
       if channels:
         a, b, rho, dose, scale = params
-        if channels == 3:
+        if channels == 3 and at_full and base is not None:
+          net = base
+          images = noise.with_noise_map(images, a, b, rho, xray_dose=dose,
+                                        scale=scale)
+        elif channels == 3:
           # Its own strength map up to full; beyond, a larger noise told.
           images = noise.with_noise_map(
               images, a, b, rho, xray_dose=dose,
@@ -171,18 +184,21 @@ class Denoiser:
           images = noise.with_noise_map(images, a, b,
                                         rho if channels == 2 else None,
                                         xray_dose=dose, scale=scale)
-      out = models.denoised_image(model.apply(variables, images,
-                                              train=False))
+      if net is base:
+        variables = {'params': {k: v for k, v in variables['params'].items()
+                                if k != 'fidelity'}}
+      out = models.denoised_image(net.apply(variables, images, train=False))
       return out.astype(jnp.float32)
 
-    @functools.partial(jax.jit, static_argnums=3)
-    def apply(variables, images, params, ensemble: bool):
+    @functools.partial(jax.jit, static_argnums=(3, 4))
+    def apply(variables, images, params, ensemble: bool, at_full: bool):
       if not ensemble:
-        return jnp.clip(denoise(variables, images, params), 0.0, 1.0)
+        return jnp.clip(denoise(variables, images, params, at_full), 0.0,
+                        1.0)
       # Transposing swaps the axes' correlations; the model is told their
       # mean, which a transpose keeps.
       outs = [_undo_dihedral(denoise(variables, _dihedral(images, k),
-                                     params), k) for k in range(8)]
+                                     params, at_full), k) for k in range(8)]
       return jnp.mean(jnp.clip(jnp.stack(outs), 0.0, 1.0), axis=0)
 
     return apply
@@ -290,7 +306,8 @@ class Denoiser:
       batch_params = tuple(batching.pad_batch(p[start:stop], size)[0]
                            for p in params)
       outputs.append(np.asarray(apply(
-          self.variables, batch, batch_params, self._ensemble(batch)))[:n])
+          self.variables, batch, batch_params, self._ensemble(batch),
+          self.strength_factor >= 1.0))[:n])
     return np.concatenate(outputs) if outputs else images.copy()
 
 

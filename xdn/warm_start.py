@@ -24,7 +24,8 @@ _RUN_FIELDS = ('dtype', 'conv_impl')
 # Fields that only add input channels: the run keeps its own, and the new
 # channels' weights start at zero (`apply`), so the widened model computes
 # what the one it starts from did.
-_WIDENING_FIELDS = ('correlation_map', 'strength_map')
+_WIDENING_FIELDS = ('correlation_map', 'strength_map', 'fidelity_branch_width',
+                    'freeze_base')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +119,14 @@ def apply(state, init: Init):
   params = init.variables['params']
   old_paths = _shapes(params)
   new_paths = _shapes(state.params)
+  # A sub-module the old model did not have at all (v3's 'fidelity'
+  # branch) keeps its fresh initialisation.
+  added = sorted(set(state.params) - set(params))
+  if added:
+    params = {**params, **{k: state.params[k] for k in added}}
+    old_paths = _shapes(params)
+    logging.warning('config.init=%s: new sub-modules %s start from their '
+                    'initialisation', init.source, added)
   if set(old_paths) != set(new_paths):
     raise errors.UserError(
         f'config.init={init.source!r}: its parameters do not fit the model '

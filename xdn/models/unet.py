@@ -93,6 +93,15 @@ class UNet(nn.Module):
   correlation_map: bool = False
   # With both maps: one more, (1 - strength) times the std map.
   strength_map: bool = False
+  # With strength_map: the U-Net above (the base) never sees the strength
+  # map; a second U-Net of this width (the 'fidelity' branch) sees every
+  # input, and its output times (1 - strength) is added to the base's.
+  # At full strength the model is its base exactly. 0: no branch (the
+  # strength map goes into the one network).
+  fidelity_branch_width: int = 0
+  # Train the branch only: the base's output is a constant of the loss.
+  freeze_base: bool = False
+  zero_head: bool = False  # The head starts at zero (a branch that adds 0).
   conv_impl: str = 'auto'  # See layers.use_fast.
   dtype: Any = jnp.float32
   bn_axis_name: Optional[str] = None  # See autoencoder.Encoder.
@@ -105,10 +114,16 @@ class UNet(nn.Module):
     if self.up not in ('transpose', 'resize'):
       raise errors.UserError(f"unknown model.up {self.up!r}; use "
                              "'transpose' or 'resize'")
+    branch = (self.noise_map and self.strength_map and
+              self.fidelity_branch_width > 0)
+    full_input = x
+    if branch:
+      x = x[..., :-1]  # The base is told the noise, never the strength.
     b, h, w, c = x.shape
     out_channels = c - (self.noise_map + (self.noise_map and
                                           self.correlation_map)
-                        + (self.noise_map and self.strength_map))
+                        + (self.noise_map and self.strength_map
+                           and not branch))
     if out_channels < 1:
       raise errors.UserError('a noise_map U-Net needs an image channel and a '
                              f'map channel; got {c} channel(s)')
@@ -150,8 +165,25 @@ class UNet(nn.Module):
         y = conv(width, (3, 3), padding='SAME', name=f'upsample{level}')(y)
       y = jnp.concatenate([y, skips[level]], axis=-1)
       y = block(width, name=f'up{level}')(y, train=train)
-    out = conv(out_channels, (1, 1), name='head')(y)
+    head_init = {'kernel_init': nn.initializers.zeros} if self.zero_head else {}
+    out = conv(out_channels, (1, 1), name='head', **head_init)(y)
     out = out.astype(jnp.float32)
     if self.residual:
       out = inputs[..., :out_channels] - out
-    return out[:, :h, :w, :]
+    out = out[:, :h, :w, :]
+    if branch:
+      if self.freeze_base:
+        out = jax.lax.stop_gradient(out)
+      correction = UNet(
+          depth=self.depth, base_width=self.fidelity_branch_width,
+          norm=self.norm, down=self.down, up=self.up, residual=False,
+          use_bias=self.use_bias, noise_map=True, correlation_map=True,
+          strength_map=True, zero_head=True, conv_impl=self.conv_impl,
+          dtype=self.dtype, bn_axis_name=self.bn_axis_name,
+          name='fidelity')(full_input, train=train)
+      # (1 - s) per pixel: the strength map over the std map (scale-free,
+      # so the network stays positively homogeneous).
+      std, told = full_input[..., 1:2], full_input[..., -1:]
+      gate = jnp.where(std > 0, told / jnp.where(std > 0, std, 1.0), 0.0)
+      out = out + gate.astype(jnp.float32) * correction
+    return out
