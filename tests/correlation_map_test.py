@@ -105,3 +105,47 @@ def test_strength_map_starts_as_v2_and_is_told_apart_from_the_noise():
       images, 0.0, 0.01, 0.0, strength=0.5)), atol=1e-5)
   np.testing.assert_allclose(out[1.5], direct(noise.with_noise_map(
       images, 0.0, 0.01, 0.0, scale=1.5, strength=1.0)), atol=1e-5)
+
+
+def test_fidelity_branch_is_the_base_at_full_strength_and_alone_trains():
+  """v3: the base (a v2) never sees the strength; the branch's output is
+  added times (1 - s), so at full strength the model is its base; with
+  freeze_base only the branch gets gradients; the Denoiser runs the base
+  alone at full strength and both below."""
+  from xdn import inference  # pylint: disable=g-import-not-at-top
+  base_config = make_config('unet', correlation_map=True, **FIELDS)
+  base = make_state(base_config, size=32)
+  config = make_config('unet', correlation_map=True, strength_map=True,
+                       fidelity_branch_width=4, freeze_base=True, **FIELDS)
+  init = warm_start.Init('v2', ml_collections.ConfigDict(
+      base_config.model.to_dict()), {'params': base.params})
+  merged = warm_start.with_model(config, init)
+  assert merged.model.fidelity_branch_width == 4 and merged.model.freeze_base
+  state = warm_start.apply(make_state(merged, size=32), init)
+  assert set(state.params) == set(base.params) | {'fidelity'}
+  x = jnp.asarray(batch_of(2, 32))
+  maps = lambda s: noise.with_noise_map(x, 0.0, 0.01, 0.3, strength=s)
+  run = lambda p, s: state.apply_fn({'params': p}, maps(s))
+  want = base.apply_fn({'params': base.params}, maps(1.0)[..., :3])
+  np.testing.assert_allclose(run(state.params, 1.0), want, atol=1e-6)
+  # The branch's head starts at zero: below full too, at first.
+  np.testing.assert_allclose(run(state.params, 0.5), want, atol=1e-6)
+  grads = jax.grad(lambda p: jnp.mean((run(p, 0.5) - x)**2))(state.params)
+  assert all(float(jnp.abs(g).max()) == 0 for k, sub in grads.items()
+             if k != 'fidelity' for g in jax.tree.leaves(sub))
+  assert float(jnp.abs(grads['fidelity']['head']['kernel']).max()) > 0
+  # A branch that adds something: the Denoiser's strengths.
+  params = jax.tree.map(lambda v: v, dict(state.params))
+  params['fidelity'] = dict(params['fidelity'])
+  params['fidelity']['head'] = {'kernel': -0.3 * jnp.sign(
+      grads['fidelity']['head']['kernel'])}
+  told = [inference.NoiseEstimate('gaussian', 0.0, 0.01, 0.3, 0.3)]
+  denoiser = inference.Denoiser(merged, {'params': params}, 0, 'v3',
+                                strength='full', ensemble_max_pixels=0)
+  images = np.asarray(x)
+  np.testing.assert_allclose(denoiser(images, told * 2),
+                             np.clip(np.asarray(want), 0, 1), atol=1e-5)
+  half = denoiser.at_strength(0.5)(images, told * 2)
+  expected = np.clip(np.asarray(run(params, 0.5)), 0, 1)
+  np.testing.assert_allclose(half, expected, atol=1e-5)
+  assert np.abs(half - np.clip(np.asarray(want), 0, 1)).max() > 1e-3
