@@ -58,13 +58,19 @@ def test_strongest_meeting_interpolates_and_bounds():
       pytest.approx(0.75)
   assert strength_calibration.strongest_meeting(factors, values, 0.5) == 1.0
   assert strength_calibration.strongest_meeting(factors, values, 1.5) == 0.4
-  curve = [{'factor': f, 'npw_ratio': v, 'transfer_mean': t}
+  curve = [{'factor': f, 'npw_ratio': v, 'cho_ratio': v, 'transfer_mean': t}
            for f, v, t in zip(factors, values, [0.99, 0.96, 0.9, 0.8])]
   result = strength_calibration.levels_from_curve(curve)
   levels = result['levels']
   assert levels['full'] == 1.0
+  assert levels['medium'] == pytest.approx(0.75)
   assert levels['low'] <= levels['medium'] <= levels['high'] <= 1.0
   assert result['floors_met'] == {'low': True, 'medium': True, 'high': True}
+  # Medium needs CHO d' too: a CHO that falls sooner binds.
+  for row, cho in zip(curve, [1.0, 0.96, 0.9, 0.85]):
+    row['cho_ratio'] = cho
+  assert strength_calibration.levels_from_curve(curve)['levels'][
+      'medium'] == pytest.approx(0.6 + 0.2 * 0.01 / 0.06, abs=1e-3)
 
 
 def test_denoiser_strength_scales_the_noise_it_is_told(shipped):

@@ -14,9 +14,9 @@ model carries its own factors, measured by calibration
 in its config (`inference.strength_levels`):
 
   low     the strongest setting whose NPW d' of faint inserted lesions is
-          >= 0.99 x the noisy input's (and mean contrast transfer >= 0.95)
-  medium  ... NPW d' >= 0.95 x the input's
-  high    ... NPW d' >= 0.90 x the input's
+          >= 0.99 x the noisy input's and mean contrast transfer >= 0.95
+  medium  ... NPW and CHO d' both >= 0.95 x the input's
+  high    ... NPW and CHO d' both >= 0.90 x the input's
   full    s = 1: told the noise as estimated, the PSNR-optimal setting
 
 A number s in (0, 2] is the factor itself ("0.85": told 85 % of the noise;
@@ -33,11 +33,26 @@ from xdn import errors
 Strength = Union[str, float]
 
 LEVELS = ('low', 'medium', 'high', 'full')
-# NPW d' of the output over the input's that each level must keep; the
-# mean contrast transfer too where given (see the module docstring).
+# What each level must keep (see the module docstring), as floors on the
+# output's figure over the noisy input's: NPW d', CHO d' (where given) and
+# the mean contrast transfer (where given).
 D_PRIME_FLOORS: Dict[str, float] = {'low': 0.99, 'medium': 0.95,
                                     'high': 0.90}
+CHO_FLOORS: Dict[str, float] = {'medium': 0.95, 'high': 0.90}
 TRANSFER_FLOORS: Dict[str, float] = {'low': 0.95}
+
+
+def definition(level: str) -> str:
+  """What `level` keeps, in words."""
+  if level == 'full':
+    return 's = 1: told the noise as estimated (the PSNR-optimal setting)'
+  parts = [f"NPW d' >= {D_PRIME_FLOORS[level]}"]
+  if level in CHO_FLOORS:
+    parts.append(f"CHO d' >= {CHO_FLOORS[level]}")
+  text = ' and '.join(parts) + " x the noisy input's"
+  if level in TRANSFER_FLOORS:
+    text += f', mean contrast transfer >= {TRANSFER_FLOORS[level]}'
+  return text
 # The default of xdn-denoise, xdn-evaluate and `Denoiser`: chosen by
 # measurement (README, "Strength levels"): medium keeps faint lesions as
 # detectable as in the noisy input, to 5 %, where full loses 10 %.

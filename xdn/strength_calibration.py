@@ -45,28 +45,33 @@ def strongest_meeting(factors: Sequence[float], values: Sequence[float],
   return round(best, 3)
 
 
+def kept(level: str, row: Dict[str, float]) -> float:
+  """How well a calibration row keeps what `level` asks: the smallest of
+  its figures over their floors (>= 1: the level is met)."""
+  ratios = [row['npw_ratio'] / strength_lib.D_PRIME_FLOORS[level]]
+  if level in strength_lib.CHO_FLOORS:
+    ratios.append(row['cho_ratio'] / strength_lib.CHO_FLOORS[level])
+  if level in strength_lib.TRANSFER_FLOORS:
+    ratios.append(row['transfer_mean'] / strength_lib.TRANSFER_FLOORS[level])
+  return min(ratios)
+
+
 def levels_from_curve(curve: List[Dict[str, float]]) -> Dict[str, Any]:
   """The factor of each level from the calibration curve (one row per
-  factor: npw_ratio, transfer_mean averaged over settings and sizes)."""
+  factor: npw_ratio, cho_ratio, transfer_mean averaged over settings and
+  sizes): the largest factor that meets all its floors."""
   factors = [row['factor'] for row in curve]
   levels, met = {}, {}
-  for level, floor in strength_lib.D_PRIME_FLOORS.items():
-    keep = [row['npw_ratio'] for row in curve]
-    if level in strength_lib.TRANSFER_FLOORS:
-      # Both floors: the binding one, as a ratio to its own floor.
-      t_floor = strength_lib.TRANSFER_FLOORS[level]
-      keep = [min(row['npw_ratio'] / floor, row['transfer_mean'] / t_floor)
-              for row in curve]
-      levels[level] = strongest_meeting(factors, keep, 1.0)
-    else:
-      levels[level] = strongest_meeting(factors, keep, floor)
-    met[level] = bool(max(keep) >= (1.0 if level in
-                                    strength_lib.TRANSFER_FLOORS else floor))
+  for level in strength_lib.D_PRIME_FLOORS:
+    keep = [kept(level, row) for row in curve]
+    levels[level] = strongest_meeting(factors, keep, 1.0)
+    met[level] = bool(max(keep) >= 1.0)
   levels['full'] = 1.0
   # Stronger levels never get a smaller factor than milder ones.
   for milder, stronger in zip(strength_lib.LEVELS, strength_lib.LEVELS[1:]):
     levels[stronger] = max(levels[stronger], levels[milder])
-  return {'levels': levels, 'floors_met': met}
+  return {'levels': {k: float(v) for k, v in levels.items()},
+          'floors_met': met}
 
 
 class _CachedEstimates:
@@ -109,12 +114,8 @@ def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
   return {**levels_from_curve(curve), 'curve': curve,
           'rows': result['rows'], 'sizes': list(sizes),
           'target_d_prime': target_d_prime,
-          'definitions': {
-              level: (f"NPW d' >= {floor} x the noisy input's" +
-                      (f', mean contrast transfer >= '
-                       f'{strength_lib.TRANSFER_FLOORS[level]}'
-                       if level in strength_lib.TRANSFER_FLOORS else ''))
-              for level, floor in strength_lib.D_PRIME_FLOORS.items()}}
+          'definitions': {level: strength_lib.definition(level)
+                          for level in strength_lib.LEVELS}}
 
 
 def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> str:
