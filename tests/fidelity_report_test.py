@@ -91,7 +91,8 @@ def test_cli_calibration_writes_levels_a_workdir_then_uses(tmp_path,
   out = tmp_path / 'calibration'
   result = _evaluate('--task=calibrate', f'--workdir={workdir}',
                      f'--folder={example_folder}', '--split=all',
-                     '--settings=gaussian:20', '--calibration_factors=0.5,1',
+                     '--settings=gaussian:20,correlated_gaussian:20,0.5',
+                     '--calibration_factors=0.5,1',
                      '--lesion_sizes=3', '--lesions_per_size=6',
                      f'--out={out}')
   assert result.returncode == 0, result.stderr[-3000:]
@@ -99,11 +100,14 @@ def test_cli_calibration_writes_levels_a_workdir_then_uses(tmp_path,
     saved = json.loads((folder / strength.LEVELS_FILE).read_text())
     assert set(saved['levels']) == set(strength.LEVELS)
     assert saved['levels']['full'] == 1.0
-    assert [row['factor'] for row in saved['curve']] == [0.5, 1.0]
+    # One curve and one factor per noise correlation.
+    assert set(saved['curves']) == {'0', '0.5'}
+    assert [row['factor'] for row in saved['curves']['0']] == [0.5, 1.0]
+    assert [rho for rho, _ in saved['levels']['medium']] == [0.0, 0.5]
   assert 'Levels:' in result.stdout
   from xdn import inference  # pylint: disable=g-import-not-at-top
   denoiser = inference.load(workdir, strength='medium')
-  assert denoiser.strength_factor == saved['levels']['medium']
+  assert denoiser.strength_factor == saved['levels']['medium'][0][1]
   bad = _evaluate('--task=calibrate', f'--workdir={workdir}',
                   f'--folder={example_folder}', '--split=all',
                   '--settings=gaussian:20', '--calibration_factors=0.5,0.7',

@@ -51,6 +51,31 @@ def test_factors_of_calibrated_and_uncalibrated_models():
   assert strength.describe(0.5, {}) == 's 0.50'
 
 
+def test_levels_per_correlation_are_interpolated():
+  config = {'strength_levels': {'medium': [[0.0, 0.7], [0.4, 0.6],
+                                           [0.7, 0.45]], 'low': 0.5}}
+  assert strength.factor('medium', config) == pytest.approx(0.7)
+  assert strength.factor('medium', config, correlation=0.2) == \
+      pytest.approx(0.65)
+  assert strength.factor('medium', config, correlation=0.9) == \
+      pytest.approx(0.45)
+  assert strength.factor('low', config, correlation=0.6) == 0.5
+  assert strength.describe('medium', config) == (
+      'medium (s 0.70; 0.60 at rho 0.4; 0.45 at rho 0.7)')
+
+
+def test_denoiser_tells_each_image_its_levels_factor(shipped):
+  config = shipped.config.copy_and_resolve_references()
+  with config.unlocked():
+    config.inference.strength_levels = {'medium': [[0.0, 0.8], [0.6, 0.5]]}
+  denoiser = inference.Denoiser(config, shipped.variables, 0, 'card')
+  told = [noise_estimation.known_noise('gaussian', 20, 0),
+          noise_estimation.known_noise('correlated_gaussian', 20, 0, 0.3)]
+  np.testing.assert_allclose(denoiser.strength_factors(told, 2),
+                             [0.8, 0.65], rtol=1e-6)
+  assert denoiser.strength == 'medium'
+
+
 def test_strongest_meeting_interpolates_and_bounds():
   factors, values = [0.4, 0.6, 0.8, 1.0], [1.0, 0.98, 0.94, 0.90]
   # 0.95 is crossed a quarter of the way from 0.6 to 0.8... (0.98 -> 0.94).
@@ -157,5 +182,6 @@ def test_export_carries_the_calibrated_levels(tmp_path):
       json.dumps({'levels': levels}))
   export.export(workdir, str(tmp_path / 'model'))
   exported = inference.load(str(tmp_path / 'model'))
-  assert strength.calibrated_levels(exported.config.inference) == levels
+  assert strength.calibrated_levels(exported.config.inference) == {
+      k: [(0.0, v)] for k, v in levels.items()}
   assert exported.strength == 'medium' and exported.strength_factor == 0.65

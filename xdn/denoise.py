@@ -467,8 +467,7 @@ def write_example_extras(source: str, denoised_path: str, out_dir: str,
       denoiser.config.get('inference', {})) if denoiser is not None else {}
   if levels and getattr(denoiser, 'takes_noise_map', False):
     panels = [('noisy', before)] + [
-        (f'{level} (s {levels.get(level, 1.0):.2f})',
-         denoise_image(denoiser.at_strength(level), before))
+        (level, denoise_image(denoiser.at_strength(level), before))
         for level in strength_levels.LEVELS if level in levels or
         level == 'full']
     written.append(picture(panels, 'levels.png'))

@@ -45,7 +45,8 @@ def export(workdir: str, out_dir: str, which: str = 'best', *,
     if bfloat16_psnr_cost_db >= 0:
       config.inference.bfloat16_psnr_cost_db = float(bfloat16_psnr_cost_db)
     if levels:
-      config.inference.strength_levels = levels
+      config.inference.strength_levels = {
+          k: [list(point) for point in curve] for k, curve in levels.items()}
     else:
       logging.warning('%s has no calibrated strength levels: the exported '
                       "model will default to 'full' (calibrate with "

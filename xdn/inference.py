@@ -224,7 +224,19 @@ class Denoiser:
           'be set; use --strength=full (or a model with a noise map)')
     self.strength = (strength_lib.default_for(inference_config)
                      if strength is None else strength_lib.parse(strength))
+    # The factor for white noise; `strength_factors` gives each image's.
     self.strength_factor = value
+
+  def strength_factors(self, noise_levels: Optional[Sequence[NoiseEstimate]],
+                       count: int) -> np.ndarray:
+    """[count] factors: a level calibrated per correlation takes each
+    image's estimated correlation."""
+    if noise_levels is None:
+      return np.full(count, self.strength_factor, np.float32)
+    config = self.config.get('inference', {})
+    return np.array([strength_lib.factor(self.strength, config, self.name,
+                                         level.correlation)
+                     for level in noise_levels], np.float32)
 
   def at_strength(self, strength: Optional[strength_lib.Strength]
                   ) -> 'Denoiser':
@@ -294,7 +306,8 @@ class Denoiser:
                                        self.takes_xray_law)
     if self.takes_noise_map and self.target_noise_sigma > 0:
       b = b + np.float32((self.target_noise_sigma / 255.0)**2)
-    scale = np.full(len(images), self.strength_factor, np.float32)
+    scale = self.strength_factors(noise_levels, len(images))
+    at_full = bool(np.all(scale >= 1.0))
     params = (a, b, rho, dose, scale)
     apply = self._applies[self.precision_for(noise_levels)]
     outputs = []
@@ -307,7 +320,7 @@ class Denoiser:
                            for p in params)
       outputs.append(np.asarray(apply(
           self.variables, batch, batch_params, self._ensemble(batch),
-          self.strength_factor >= 1.0))[:n])
+          at_full))[:n])
     return np.concatenate(outputs) if outputs else images.copy()
 
 

@@ -20,13 +20,18 @@ in its config (`inference.strength_levels`):
   full    s = 1: told the noise as estimated, the PSNR-optimal setting
 
 A number s in (0, 2] is the factor itself ("0.85": told 85 % of the noise;
-above 1 smooths more than `full`). Numpy only: the inference path imports
-it.
+above 1 smooths more than `full`). Correlated noise needs a lower factor
+for the same fidelity than white noise, so a calibrated level may hold a
+factor per neighbour correlation, [[rho, s], ...], interpolated at the
+correlation estimated for each image. Numpy only: the inference path
+imports it.
 """
 
 import json
 import os
-from typing import Dict, Mapping, Optional, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
 
 from xdn import errors
 
@@ -85,14 +90,35 @@ def parse(text: Strength) -> Strength:
   return value
 
 
+Curve = List[Tuple[float, float]]  # [(neighbour correlation, factor)].
+
+
+def _as_curve(value) -> Curve:
+  """A level's stored value (a factor, or [[rho, factor], ...]) as a
+  curve sorted by correlation."""
+  if isinstance(value, (int, float)):
+    return [(0.0, float(value))]
+  points = sorted((float(rho), float(f)) for rho, f in value)
+  if not points:
+    raise ValueError('a strength level needs at least one factor')
+  return points
+
+
 def calibrated_levels(inference_config: Optional[Mapping]
-                      ) -> Dict[str, float]:
+                      ) -> Dict[str, Curve]:
   """The model's measured factors per level ({} when never calibrated)."""
   levels = (inference_config or {}).get('strength_levels', None) or {}
-  return {k: float(v) for k, v in levels.items() if k in LEVELS}
+  return {k: _as_curve(v) for k, v in levels.items() if k in LEVELS}
 
 
-def read_levels_file(folder: str) -> Optional[Dict[str, float]]:
+def curve_factor(curve: Curve, correlation: float = 0.0) -> float:
+  """A level's factor at a noise's neighbour correlation (linear between
+  the calibrated ones, constant beyond)."""
+  rhos, factors = zip(*curve)
+  return float(np.interp(correlation, rhos, factors))
+
+
+def read_levels_file(folder: str) -> Optional[Dict[str, list]]:
   """The levels of `folder`'s LEVELS_FILE, or None when it has none.
 
   A file that does not parse is a one-line error naming it.
@@ -103,7 +129,8 @@ def read_levels_file(folder: str) -> Optional[Dict[str, float]]:
   try:
     with open(path) as f:
       levels = json.load(f)['levels']
-    return {k: float(v) for k, v in levels.items() if k in LEVELS}
+    return {k: [list(p) for p in _as_curve(v)] for k, v in levels.items()
+            if k in LEVELS}
   except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
     raise errors.UserError(f'{path}: not a strength-levels file ({e}); '
                            'recalibrate (xdn-evaluate --task=calibrate) or '
@@ -116,8 +143,9 @@ def default_for(inference_config: Optional[Mapping]) -> str:
 
 
 def factor(strength: Optional[Strength], inference_config: Optional[Mapping],
-           model_name: str = 'model') -> float:
-  """The noise factor s of `strength` for a model's `inference` config.
+           model_name: str = 'model', correlation: float = 0.0) -> float:
+  """The noise factor s of `strength` for a model's `inference` config, at
+  a noise of this neighbour `correlation`.
 
   None: the model's default (`default_for`). A level name the model was
   not calibrated for (all but 'full') is a one-line error saying how to
@@ -137,18 +165,21 @@ def factor(strength: Optional[Strength], inference_config: Optional[Mapping],
         f'{strength!r} is not defined for it; pass --strength=full or a '
         'number (e.g. 0.8), or calibrate it with xdn-evaluate '
         '--task=calibrate (see README, "Strength levels")')
-  return levels[strength]
+  return curve_factor(levels[strength], correlation)
 
 
 def describe(strength: Optional[Strength],
              inference_config: Optional[Mapping]) -> str:
-  """'medium (s 0.78)' or 's 0.85' for logs and tables."""
+  """'medium (s 0.63)', 'medium (s 0.66; 0.52 at rho 0.7)' or 's 0.85'
+  for logs, tables and DICOM descriptions."""
   if strength is None:
     strength = default_for(inference_config)
   strength = parse(strength)
-  try:
-    value = factor(strength, inference_config)
-  except errors.UserError:
-    return str(strength)
-  return (f'{strength} (s {value:.2f})' if isinstance(strength, str) else
-          f's {value:.2f}')
+  if not isinstance(strength, str):
+    return f's {float(strength):.2f}'
+  curve = calibrated_levels(inference_config).get(strength)
+  if strength == 'full' or curve is None:
+    return f'{strength} (s 1.00)' if strength == 'full' else strength
+  first = f's {curve[0][1]:.2f}'
+  rest = '; '.join(f'{f:.2f} at rho {rho:.1f}' for rho, f in curve[1:])
+  return f'{strength} ({first}{"; " + rest if rest else ""})'

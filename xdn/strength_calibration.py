@@ -7,7 +7,12 @@ transfer too). Calibration measures, on clean images of the user's choice
 model told s x the noise for a grid of factors s (`xdn.fidelity_report`,
 PSNR and lesions only), averages them over settings and lesion sizes, and
 takes for each level the largest s that still meets its floor,
-interpolated between grid points. The result, `strength_levels.json`, is
+interpolated between grid points. Settings are grouped by their noise's
+neighbour correlation (white kinds: 0), and each group gets its own
+factors: correlated noise needs a lower one for the same fidelity. Each
+(setting, size) figure counts at most 1 (the input's) in the averages, so
+a setting where the output beats the input (clipping at sigma 50 hurts
+the input's d') does not make up for one that falls short. The result, `strength_levels.json`, is
 what the loaders read (`xdn.inference`): in a training workdir it is used
 at once, and `python -m xdn.export` carries it into an exported model.
 """
@@ -88,6 +93,23 @@ class _CachedEstimates:
     return self._cache[key]
 
 
+def _capped_curve(rows: Sequence[Dict[str, Any]], factors: Sequence[float],
+                  sizes: Sequence[float]) -> List[Dict[str, float]]:
+  """One row per factor: the figures averaged over the settings of `rows`
+  and the lesion sizes, each d' ratio capped at 1."""
+  curve = []
+  for f in factors:
+    mine = [r for r in rows if r['method'] == f's {f:.2f}']
+    capped = lambda key: float(np.mean([
+        min(r[f'{key}_{s:g}px'], 1.0) for r in mine for s in sizes]))
+    curve.append({
+        'factor': float(f), 'npw_ratio': capped('npw_ratio'),
+        'cho_ratio': capped('cho_ratio'),
+        **{key: float(np.mean([r[key] for r in mine]))
+           for key in ('psnr', 'ssim', 'transfer_mean', 'transfer_p10')}})
+  return curve
+
+
 def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
               make_noisy: Callable[[np.ndarray, Any, int], np.ndarray],
               apply: Callable[..., np.ndarray], *,
@@ -96,7 +118,8 @@ def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
               target_d_prime: float = 2.0, seed: int = 0) -> Dict[str, Any]:
   """Measures `denoiser`'s levels (blind: each noisy image's noise
   estimated, as xdn-denoise does). `apply(denoiser, noisy [H, W], told)`
-  denoises one image told the estimate."""
+  denoises one image told the estimate. Levels come per correlation group
+  of the settings: {level: [[rho, factor], ...]}."""
   estimate = _CachedEstimates()
   methods = {
       f's {f:.2f}': (lambda d: lambda n, s: apply(d, n, estimate(n)))(
@@ -104,14 +127,23 @@ def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
   result = fidelity_report.evaluate_fidelity(
       clean, settings, methods, make_noisy, sizes=sizes, per_size=per_size,
       target_d_prime=target_d_prime, seed=seed, full=False)
-  curve = []
-  for f in factors:
-    rows = [r for r in result['rows'] if r['method'] == f's {f:.2f}']
-    curve.append({'factor': float(f), **{
-        key: float(np.mean([r[key] for r in rows]))
-        for key in ('psnr', 'ssim', 'npw_ratio', 'cho_ratio',
-                    'transfer_mean', 'transfer_p10')}})
-  return {**levels_from_curve(curve), 'curve': curve,
+  groups: Dict[float, List[str]] = {}
+  for setting in settings:
+    groups.setdefault(round(float(getattr(setting, 'correlation', 0.0)), 2),
+                      []).append(setting.label)
+  curves, levels, met = {}, {}, {}
+  for rho, labels in sorted(groups.items()):
+    rows = [r for r in result['rows'] if r['setting'] in labels]
+    curves[rho] = _capped_curve(rows, factors, sizes)
+    found = levels_from_curve(curves[rho])
+    for level, value in found['levels'].items():
+      levels.setdefault(level, []).append([rho, value])
+    for level, value in found['floors_met'].items():
+      met[f'{level} (rho {rho:g})'] = value
+  levels['full'] = 1.0
+  return {'levels': levels, 'floors_met': met,
+          'curves': {f'{rho:g}': c for rho, c in curves.items()},
+          'groups': {f'{rho:g}': labels for rho, labels in groups.items()},
           'rows': result['rows'], 'sizes': list(sizes),
           'target_d_prime': target_d_prime,
           'definitions': {level: strength_lib.definition(level)
@@ -120,7 +152,7 @@ def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
 
 def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> str:
   """strength_levels.json (what the loaders read), a markdown table of the
-  curve and every row (strength_calibration.md / .json) in `out_dir`;
+  curves and every row (strength_calibration.md / .json) in `out_dir`;
   returns the table."""
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, strength_lib.LEVELS_FILE)
@@ -129,15 +161,22 @@ def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> str:
   with open(tmp, 'w') as f:
     json.dump(payload, f, indent=1)
   os.replace(tmp, path)
-  lines = ['| factor s | PSNR / SSIM | NPW d′ ratio | CHO d′ ratio | '
-           'transfer mean / p10 |', '|---|---|---|---|---|']
-  for row in result['curve']:
-    lines.append(f"| {row['factor']:.2f} | {row['psnr']:.2f} / "
-                 f"{row['ssim']:.3f} | {row['npw_ratio']:.3f} | "
-                 f"{row['cho_ratio']:.3f} | {row['transfer_mean']:.2f} / "
-                 f"{row['transfer_p10']:.2f} |")
-  levels = ', '.join(f'{k} = {v:.2f}' for k, v in result['levels'].items())
-  table = '\n'.join(lines) + f'\n\nLevels: {levels}\n'
+  lines = []
+  for rho, curve in result['curves'].items():
+    lines += [f"Correlation {rho} ({', '.join(result['groups'][rho])}):", '',
+              '| factor s | PSNR / SSIM | NPW d′ ratio | CHO d′ ratio | '
+              'transfer mean / p10 |', '|---|---|---|---|---|']
+    for row in curve:
+      lines.append(f"| {row['factor']:.2f} | {row['psnr']:.2f} / "
+                   f"{row['ssim']:.3f} | {row['npw_ratio']:.3f} | "
+                   f"{row['cho_ratio']:.3f} | {row['transfer_mean']:.2f} / "
+                   f"{row['transfer_p10']:.2f} |")
+    lines.append('')
+  described = {level: strength_lib.describe(
+      level, {'strength_levels': result['levels']})
+               for level in strength_lib.LEVELS}
+  table = '\n'.join(lines) + '\nLevels: ' + ', '.join(
+      described.values()) + '\n'
   with open(os.path.join(out_dir, 'strength_calibration.md'), 'w') as f:
     f.write(table)
   # Every (setting, factor) row, for a closer look.
