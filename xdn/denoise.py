@@ -459,10 +459,10 @@ def write_example_extras(source: str, denoised_path: str, out_dir: str,
     plt.close(fig)
     return path
 
-  label = getattr(denoiser, 'strength_label', '')
+  level = getattr(denoiser, 'strength', None)
   written = [picture([('noisy (detector noise)', before),
-                      (f'xdn-denoise{", " + label if label else ""}', after)],
-                     'before_after.png')]
+                      (f'xdn-denoise{f", strength {level}" if level else ""}',
+                       after)], 'before_after.png')]
   levels = strength_levels.calibrated_levels(
       denoiser.config.get('inference', {})) if denoiser is not None else {}
   if levels and getattr(denoiser, 'takes_noise_map', False):

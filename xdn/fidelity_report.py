@@ -284,30 +284,41 @@ def _family(method: str) -> str:
   return method.split(' (')[0]
 
 
+def _kept(row: Dict[str, Any]) -> float:
+  """The detectability a level is judged by: the lower observer's d' over
+  the input's (NPW alone can exceed 1 where clipping hurts the input)."""
+  return min(row['npw_ratio'], row['cho_ratio'])
+
+
 def plot_frontier(result: Dict[str, Any], path: str) -> None:
-  """NPW d' over the input's against PSNR, one panel per setting; a model's
-  strength levels joined in one curve (the fidelity frontier)."""
+  """d' over the input's (the lower of NPW and CHO) against PSNR, one
+  panel per setting; a model's strength levels joined in one curve (the
+  fidelity frontier)."""
   plt = _plt()
   settings = list(dict.fromkeys(r['setting'] for r in result['rows']))
-  fig, axes = plt.subplots(1, len(settings), figsize=(4.2 * len(settings),
-                                                       3.8), squeeze=False)
-  for ax, setting in zip(axes[0], settings):
+  cols = min(3, len(settings))
+  rows_ = -(-len(settings) // cols)
+  fig, axes = plt.subplots(rows_, cols, figsize=(4.2 * cols, 3.6 * rows_),
+                           squeeze=False)
+  for ax in axes.ravel()[len(settings):]:
+    ax.axis('off')
+  for ax, setting in zip(axes.ravel(), settings):
     rows = [r for r in result['rows'] if r['setting'] == setting]
     families: Dict[str, List[Dict[str, Any]]] = {}
     for r in rows:
       families.setdefault(_family(r['method']), []).append(r)
     for family, members in families.items():
       members = sorted(members, key=lambda r: r['psnr'])
-      ax.plot([r['psnr'] for r in members], [r['npw_ratio'] for r in members],
+      ax.plot([r['psnr'] for r in members], [_kept(r) for r in members],
               'o-' if len(members) > 1 else 's', label=family)
       for r in members:
         if '(' in r['method']:
           ax.annotate(r['method'].split(' (')[1].rstrip(')'),
-                      (r['psnr'], r['npw_ratio']), fontsize=7,
+                      (r['psnr'], _kept(r)), fontsize=7,
                       textcoords='offset points', xytext=(3, 3))
     ax.axhline(0.95, color='grey', lw=0.8, ls='--')
     ax.set_xlabel('PSNR (dB), lesion-free image')
-    ax.set_ylabel("NPW d′ / noisy input's")
+    ax.set_ylabel("d′ / noisy input's (min of NPW, CHO)")
     ax.set_title(setting, fontsize=9)
     ax.legend(fontsize=7)
   fig.tight_layout()
@@ -328,6 +339,7 @@ def plot_nps(result: Dict[str, Any], path: str) -> None:
     left.semilogy(f, nps, label=method)
     right.plot(f, nps / max(nps.max(), 1e-20), label=method)
   left.set_ylabel('NPS ((0-255)² px²)')
+  left.set_ylim(bottom=max(left.get_ylim()[0], 1e-3))
   right.set_ylabel('NPS / its peak (shape)')
   for ax in (left, right):
     ax.set_xlabel('spatial frequency (cycles / pixel)')
