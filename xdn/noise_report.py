@@ -93,28 +93,17 @@ def neighbour_correlations(residuals: np.ndarray) -> tuple:
 
 
 def radial_nps(residuals: np.ndarray, bins: int = 32) -> Dict[str, list]:
-  """Radially averaged NPS (0-255 scale, per unit frequency^2 in cycles/px).
-
-  NPS(f) = <|FFT(r)|^2> / (H W): its sum over the H x W frequency grid,
-  times the grid's cell (1 / (H W)), is the variance.
+  """Radially averaged NPS (0-255 scale, per unit frequency^2 in cycles/px)
+  of zero-mean regions [N, H, W] (`xdn.image_quality`): the mean of
+  |FFT|^2 / (H W), whose mean over the frequency grid is the variance.
+  Bins holding no frequency of the grid are left out.
   """
-  n, h, w = residuals.shape
-  spectra = np.abs(np.fft.fft2(residuals * 255.0))**2 / (h * w)
-  nps = spectra.mean(0)
-  fy = np.fft.fftfreq(h)[:, None]
-  fx = np.fft.fftfreq(w)[None, :]
-  radius = np.sqrt(fy**2 + fx**2)
-  edges = np.linspace(0, 0.5, bins + 1)
-  which = np.digitize(radius.ravel(), edges) - 1
-  freq, power = [], []
-  which[radius.ravel() == 0] = -1  # The mean, removed by the detrending.
-  for k in range(bins):
-    members = which == k
-    if members.any():
-      freq.append(float(radius.ravel()[members].mean()))
-      power.append(float(nps.ravel()[members].mean()))
-  return {'frequency_cycles_per_pixel': freq, 'nps': power,
-          'variance_from_nps': float(nps.sum() / (h * w))}
+  nps = image_quality.nps_of_rois(np.asarray(residuals) * 255.0)
+  freq, power = image_quality.radial_nps(nps, bins)
+  keep = np.isfinite(power)
+  return {'frequency_cycles_per_pixel': freq[keep].tolist(),
+          'nps': power[keep].tolist(),
+          'variance_from_nps': float(nps.mean())}
 
 
 def report(image: np.ndarray, pixel_spacing_mm: Optional[float] = None
