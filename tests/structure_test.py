@@ -20,13 +20,14 @@ from xdn import image_io
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COMMAND_LINES = {'xdn.denoise', 'xdn.evaluate', 'xdn.export', 'xdn.bench',
                  'xdn.curves',
-                 'xdn.bench.__main__', 'xdn.data.noisy_copy'}
+                 'xdn.bench.__main__', 'xdn.data.noisy_copy',
+                 'xdn.beam.pipeline', 'xdn.beam.__main__'}
 # The bottom layer: pure functions and I/O, importing no other xdn layer.
 BOTTOM = {'xdn.noise', 'xdn.metrics', 'xdn.image_io', 'xdn.radiograph_io',
           'xdn.noise_estimation', 'xdn.errors', 'xdn.batching',
           'xdn.noise_physics', 'xdn.lesions', 'xdn.task_metrics',
           'xdn.noise_report', 'xdn.xla_flags', 'xdn.strength',
-          'xdn.image_quality'}
+          'xdn.image_quality', 'xdn.dicom_derived'}
 ALLOWED_IN_BOTTOM = BOTTOM | {'xdn.models'}
 
 

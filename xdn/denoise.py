@@ -50,10 +50,13 @@ from xdn import noise
 from xdn import image_io
 from xdn import inference
 from xdn import noise_estimation
+from xdn import outputs
 from xdn import pretrained
 from xdn import radiograph_io
 from xdn import strength as strength_lib
 from xdn.inference import Denoiser, denoise_image
+# Output naming and writing, shared with xdn-beam (kept importable from here).
+from xdn.outputs import claim_output, output_path, write_output
 from xdn.radiograph_io import IMAGE_EXTENSIONS, is_dicom, read_radiograph
 
 FLAGS = flags.FLAGS
@@ -135,50 +138,6 @@ def find_inputs(paths: Sequence[str]) -> Iterator[Tuple[str, str]]:
       yield path, os.path.basename(path)
 
 
-def output_path(out_dir: str, relative: str, extension: str) -> str:
-  return os.path.join(out_dir, os.path.splitext(relative)[0] + extension)
-
-
-def claim_output(radiograph: radiograph_io.Radiograph, relative: str,
-                 out_dir: str, *, overwrite: bool = False,
-                 inputs: Collection[str] = frozenset(),
-                 written: Collection[str] = frozenset()) -> str:
-  """The output path of one decoded input, after every check that keeps a
-  user's files safe: under `out_dir`, never an input (`inputs`, real
-  paths) or another input's output (`written`), never an existing file
-  without `overwrite`. Raises naming the file."""
-  target = output_path(out_dir, relative, radiograph.extension)
-  real, root = os.path.realpath(target), os.path.realpath(out_dir)
-  if os.path.commonpath([real, root]) != root:
-    raise ValueError(f'output {target!r} would be outside --out={out_dir!r}')
-  if real in inputs:
-    raise ValueError(f'output {target!r} would overwrite an input; '
-                     'choose another --out')
-  if real in written:
-    raise ValueError(f'output {target!r} was already written for another '
-                     'input of the same name; denoise them separately')
-  if os.path.exists(target) and not overwrite:
-    raise FileExistsError(f'output {target!r} exists; pass --overwrite '
-                          'to replace it')
-  return target
-
-
-def write_output(radiograph: radiograph_io.Radiograph, denoised,
-                 target: str) -> None:
-  """Encodes and writes one output atomically: a crash never leaves half
-  a file."""
-  data = radiograph.to_file(denoised)
-  os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
-  tmp = f'{target}.{os.getpid()}.{threading.get_ident()}.tmp'
-  try:
-    with open(tmp, 'wb') as f:
-      f.write(data)
-    os.replace(tmp, target)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
 def denoise_one_file(denoiser: Denoiser, path: str, relative: str,
                      out_dir: str, *, description: str = 'xdn denoised',
                      overwrite: bool = False,
@@ -229,10 +188,7 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
     radiograph_io.quiet_pydicom_logs()
   pairs = list(find_inputs(inputs))
   input_files = {os.path.realpath(path) for path, _ in pairs}
-  description = (f'denoised by xdn {getattr(denoiser, "name", "model")} '
-                 f'step {getattr(denoiser, "step", "?")}')
-  if getattr(denoiser, 'takes_noise_map', False):
-    description += f', strength {denoiser.strength_label}'
+  description = outputs.describe(denoiser, denoise_kwargs.get('noise_level'))
   written, failed = set(), []
   claimed = set()  # Outputs of files denoised or being written.
   start = time.time()

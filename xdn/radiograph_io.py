@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from xdn import dicom_derived
 from xdn import image_io
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp')
@@ -356,23 +357,11 @@ def _encode_dicom(ds: Any, stored: np.ndarray, bits: int, syntax: Any,
   out.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
   for tag in [t for t in out.keys() if t.group == 2]:
     del out[tag]  # File meta elements are invalid in the data set itself.
-  out.set_pixel_data(stored, str(ds.PhotometricInterpretation).strip(), bits)
-  # A bare data set (no preamble) may lack its SOP class; the output is a
-  # complete DICOM file either way.
-  if 'SOPClassUID' not in out:
-    out.SOPClassUID = uid.SecondaryCaptureImageStorage
-  out.file_meta.MediaStorageSOPClassUID = out.SOPClassUID
-  out.file_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
-  # A derived image in its own series, the same one for every image of
-  # an original series, so viewers keep originals and results apart.
-  series = str(ds.get('SeriesInstanceUID', ''))
-  out.SeriesInstanceUID = uid.generate_uid(entropy_srcs=[series, description])
-  image_type = list(ds.get('ImageType', ['ORIGINAL', 'PRIMARY']) or
-                    ['ORIGINAL', 'PRIMARY'])
-  out.ImageType = ['DERIVED'] + image_type[1:]
-  out.DerivationDescription = derivation[:1024]
-  if 'SeriesDescription' in ds:
-    out.SeriesDescription = f'{ds.SeriesDescription} (denoised)'[:64]
+  # The instance UID comes from dicom_derived (stable across reruns), not
+  # a random one.
+  out.set_pixel_data(stored, str(ds.PhotometricInterpretation).strip(), bits,
+                     generate_instance_uid=False)
+  dicom_derived.derive(ds, out, stored, description, derivation)
   buffer = io.BytesIO()
   pydicom.dcmwrite(buffer, out, implicit_vr=False, little_endian=True,
                    enforce_file_format=True)

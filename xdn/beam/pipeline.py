@@ -1,0 +1,547 @@
+r"""`xdn-beam`: denoise an archive of radiographs with Apache Beam.
+
+  xdn-beam --input='archive/**/*.dcm' --output=denoised/ \
+      [--noise=auto] [--precision=auto] [--model=pretrained] \
+      [--strength=medium] [--skip_existing] [any Beam pipeline option]
+  python -m xdn.beam ...   # the same
+
+The same pipeline runs on the DirectRunner (the default; add
+`--direct_running_mode=multi_processing --direct_num_workers=N` for N
+worker processes) and, changed by pipeline options only, on Flink, Spark or
+Dataflow (docs/beam.md). Inputs are a glob (Beam's: `*` stays inside a
+folder, `**` crosses folders) or a folder (everything xdn reads under it),
+on any file system Beam has installed (local, gs://, s3://, hdfs://).
+
+  match files -> group by output name (refuses two inputs with one output;
+  spreads the files over the workers) -> decode (xdn's readers) ->
+  RunInference(KeyedModelHandler(XdnModelHandler)) -> write
+
+Outputs are `xdn-denoise`'s: the input's name relative to the input root
+under --output, in the same format, bit depth and DICOM metadata
+(`xdn.outputs`, `xdn.radiograph_io`), written atomically (a temporary name
+in the same folder, then a rename; object stores publish an object only
+once it is whole) under names that depend on the input alone. So a rerun
+after a crash, or a retried bundle, never leaves half a file and never a
+second copy. Beside them, in --output:
+
+  xdn_results.csv  input, output, status (written | unchanged | skipped),
+                   height, width, noise (told or estimated), noise_sigma,
+                   noise_correlation, seconds; `pandas.read_csv` reads it.
+  xdn_failed.txt   one line per input that failed: path, a tab, the
+                   reason. A bad file never stops the pipeline.
+
+Beam metrics (namespace `xdn`): images, pixels, written, unchanged,
+skipped, failures. An existing output is kept with --skip_existing (the
+input is not even decoded), replaced with --overwrite, and otherwise
+accepted only if it is byte for byte what this run writes (a retried
+bundle, a rerun); else that input fails.
+
+The inputs are read twice (to decode them before the model, and for their
+header and format when writing), so that only arrays and strings, never a
+Python closure, travel between workers.
+"""
+
+import argparse
+import csv
+import dataclasses
+import io
+import logging
+import os
+import sys
+import tempfile
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+from apache_beam import metrics
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference import base
+from apache_beam.options import pipeline_options
+import numpy as np
+
+from xdn import denoise as denoise_cli
+from xdn import errors
+from xdn import image_io
+from xdn import inference
+from xdn import noise
+from xdn import outputs
+from xdn import pretrained
+from xdn import radiograph_io
+from xdn import strength as strength_lib
+from xdn.beam import handler as handler_lib
+
+RESULTS = 'xdn_results'  # .csv in --output
+FAILED = 'xdn_failed'  # .txt in --output
+RESULT_COLUMNS = ('input', 'output', 'status', 'height', 'width', 'noise',
+                  'noise_sigma', 'noise_correlation', 'seconds')
+_GLOB = '*?[{'
+_NS = handler_lib.METRICS_NAMESPACE
+
+
+class XdnOptions(pipeline_options.PipelineOptions):
+  """xdn-beam's own options; every other option goes to Beam."""
+
+  @classmethod
+  def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--input', help="Radiographs to denoise: a glob "
+                        "('archive/**/*.dcm'; * stays in a folder, ** "
+                        'crosses folders) or a folder (all PNG, JPEG, TIFF, '
+                        'BMP and DICOM files under it).')
+    parser.add_argument('--output', help='Folder for the denoised files, '
+                        f'{RESULTS}.csv and {FAILED}.txt (created).')
+    parser.add_argument('--model', default='pretrained', help="'pretrained' "
+                        '(the model shipped inside xdn), an exported model '
+                        'folder or a training workdir, at a path every '
+                        'worker can read.')
+    parser.add_argument('--checkpoint', default='best',
+                        choices=['best', 'latest'],
+                        help="A workdir's checkpoint.")
+    parser.add_argument('--noise', default='auto', help="As xdn-denoise "
+                        "--noise: 'auto' estimates each image's noise; or "
+                        'gaussian:SIGMA, correlated_gaussian:SIGMA,RHO[,RHO_X]'
+                        ', poisson:DOSE, poisson_gaussian:DOSE, xray:N0.')
+    parser.add_argument('--read_noise', type=float,
+                        default=noise.DEFAULT_READ_NOISE,
+                        help='Read-noise sigma of poisson_gaussian:DOSE.')
+    parser.add_argument('--precision', default='auto',
+                        choices=list(inference.PRECISIONS),
+                        help='As xdn-denoise --precision.')
+    parser.add_argument('--strength', default=None, help="As xdn-denoise "
+                        "--strength: 'low', 'medium', 'high', 'full' or a "
+                        'number in (0, 2]; default: the model\'s.')
+    parser.add_argument('--skip_existing', action='store_true',
+                        help='Keep outputs that exist and denoise only the '
+                        'inputs that have none (a rerun after a crash).')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='Replace outputs that exist.')
+    parser.add_argument('--max_batch_size', type=int, default=1,
+                        help='Images per RunInference batch.')
+    parser.add_argument('--max_pixels', type=int,
+                        default=inference.MAX_WHOLE_PIXELS,
+                        help='Images up to this many pixels are denoised '
+                        'whole, larger ones in tiles (as xdn-denoise).')
+    parser.add_argument('--no_compile_cache', action='store_true',
+                        help="Leave JAX's persistent compilation cache off.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """What the per-file steps need to know; pickled to every worker."""
+  output: str  # Folder (local absolute path or a Beam file system URL).
+  root: str  # Input names are taken relative to this folder.
+  skip_existing: bool = False
+  overwrite: bool = False
+
+  @property
+  def local(self) -> bool:
+    return _is_local(self.output)
+
+  def relative(self, path: str) -> str:
+    """`path`'s name under the input root (kept under --output)."""
+    if _is_local(path) and _is_local(self.root):
+      return os.path.relpath(path, self.root)
+    return path[len(self.root):].lstrip('/')
+
+  def target(self, path: str, extension: str) -> str:
+    return outputs.output_path(self.output, self.relative(path), extension)
+
+  def guessed_target(self, path: str) -> str:
+    """The output by the input's name alone: DICOM by extension (or none),
+    else PNG. The contents may decide otherwise (`Decode` checks)."""
+    ext = os.path.splitext(path)[1].lower()
+    dicom = ext in radiograph_io.DICOM_EXTENSIONS or not ext
+    return self.target(path, '.dcm' if dicom else '.png')
+
+
+# ------------------------------------------------------------ file access
+
+
+def _is_local(path: str) -> bool:
+  return FileSystems.get_scheme(path) in (None, 'file')
+
+
+def _exists(path: str) -> bool:
+  return os.path.exists(path) if _is_local(path) else FileSystems.exists(path)
+
+
+def _read_bytes(path: str) -> bytes:
+  if _is_local(path):
+    with open(path, 'rb') as f:
+      return f.read()
+  with FileSystems.open(path) as f:
+    return f.read()
+
+
+def write_atomically(data: bytes, target: str) -> None:
+  """Local: a temporary file beside `target`, then os.replace
+  (`outputs.write_bytes`). Object stores (gs://, s3://) make an object
+  visible only when its upload completes, so a direct write is atomic."""
+  if _is_local(target):
+    outputs.write_bytes(data, target)
+    return
+  with FileSystems.create(target, mime_type='application/octet-stream') as f:
+    f.write(data)
+
+
+def read_radiograph(path: str, description: str,
+                    opener: Optional[Callable[[], Any]] = None
+                    ) -> radiograph_io.Radiograph:
+  """xdn's reader on a local path, or on a local copy of a remote file
+  (xdn's readers take paths); errors name `path`, never the copy."""
+  if _is_local(path):
+    return radiograph_io.read_radiograph(path, description)
+  suffix = os.path.splitext(path)[1]
+  with tempfile.TemporaryDirectory(prefix='xdn-beam-') as folder:
+    copy = os.path.join(folder, 'input' + suffix)
+    with (opener() if opener else FileSystems.open(path)) as source, \
+         open(copy, 'wb') as f:
+      f.write(source.read())
+    try:
+      return radiograph_io.read_radiograph(copy, description)
+    except Exception as e:  # pylint: disable=broad-except  # Re-worded.
+      raise type(e)(str(e).replace(copy, path)) from e
+
+
+def failure_reason(path: str, error: BaseException) -> str:
+  """One line: what went wrong with `path`, as xdn-denoise words it."""
+  message = image_io.clean_message(error) or type(error).__name__
+  if not isinstance(error, (ValueError, OSError)):
+    message = (f'failed with an unexpected {type(error).__name__}: {message} '
+               '(please report it)')
+  return ' '.join(message.split())  # One line whatever the message held.
+
+
+# ------------------------------------------------------------ the steps
+
+
+def _refuse_shared_names(item: Tuple[str, Iterable[str]]
+                         ) -> Iterator[Any]:
+  """(output name, inputs): one input passes; several all fail, since each
+  would overwrite the others' output."""
+  name, paths = item
+  paths = sorted(paths)
+  if len(paths) == 1:
+    yield paths[0]
+    return
+  for path in paths:
+    yield beam.pvalue.TaggedOutput('failed', (
+        path, f'output {name!r} would be written for {len(paths)} inputs '
+        f'({", ".join(paths)}); denoise them separately'))
+
+
+class Decode(beam.DoFn):
+  """ReadableFile -> (path, [H, W] float32 pixels); skips and failures
+  go to the 'skipped' and 'failed' outputs."""
+
+  def __init__(self, settings: Settings):
+    self._settings = settings
+
+  def setup(self) -> None:
+    radiograph_io.quiet_pydicom_logs()
+
+  def process(self, readable: fileio.ReadableFile) -> Iterator[Any]:
+    path = readable.metadata.path
+    settings = self._settings
+    try:
+      if settings.skip_existing and _exists(settings.guessed_target(path)):
+        yield beam.pvalue.TaggedOutput(
+            'skipped', (path, settings.guessed_target(path)))
+        return
+      radiograph = read_radiograph(path, '', readable.open)
+      target = settings.target(path, radiograph.extension)
+      if settings.local and os.path.realpath(target) == os.path.realpath(
+          path):
+        raise ValueError(f'output {target!r} would overwrite its input; '
+                         'choose another --output')
+      if settings.skip_existing and _exists(target):
+        yield beam.pvalue.TaggedOutput('skipped', (path, target))
+        return
+      yield path, radiograph.pixels
+    except MemoryError:
+      raise  # Not the file's fault: let the runner retry elsewhere.
+    except Exception as e:  # pylint: disable=broad-except  # Any: guard.
+      yield beam.pvalue.TaggedOutput('failed', (path, failure_reason(path,
+                                                                     e)))
+
+
+class Write(beam.DoFn):
+  """(path, PredictionResult) -> a results row; writes the output."""
+
+  def __init__(self, settings: Settings):
+    self._settings = settings
+
+  def process(self, element: Tuple[str, base.PredictionResult]
+              ) -> Iterator[Any]:
+    path, prediction = element
+    result: handler_lib.DenoisedImage = prediction.inference
+    settings = self._settings
+    try:
+      # Read again for its header and format (see the module docstring).
+      radiograph = read_radiograph(path, result.description)
+      target = settings.target(path, radiograph.extension)
+      data = radiograph.to_file(result.pixels)
+      status = 'written'
+      if _exists(target) and not settings.overwrite:
+        if _read_bytes(target) != data:
+          raise FileExistsError(
+              f'output {target!r} exists with other contents; pass '
+              '--overwrite to replace it or --skip_existing to keep it')
+        status = 'unchanged'  # This run's own output: a retry or rerun.
+      else:
+        write_atomically(data, target)
+    except MemoryError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # Any: guard.
+      yield beam.pvalue.TaggedOutput('failed', (path, failure_reason(path,
+                                                                     e)))
+      return
+    metrics.Metrics.counter(_NS, status).inc()
+    yield result_row(path, target, status, result.pixels.shape, result.noise,
+                     result.seconds)
+
+
+def result_row(path: str, target: str, status: str,
+               shape: Sequence[int] = (), level: Any = None,
+               seconds: Optional[float] = None) -> str:
+  """One CSV line of the results table (RESULT_COLUMNS)."""
+  height, width = (shape if len(shape) == 2 else ('', ''))
+  row = [path, target, status, height, width,
+         level.describe() if level is not None else '',
+         f'{level.sigma:.4f}' if level is not None else '',
+         f'{level.correlation:.4f}' if level is not None else '',
+         f'{seconds:.3f}' if seconds is not None else '']
+  buffer = io.StringIO()
+  csv.writer(buffer, lineterminator='').writerow(row)
+  return buffer.getvalue()
+
+
+def _failed_batch(item: Tuple[Sequence[Tuple[str, Any]], Any]
+                  ) -> Iterator[Tuple[str, str]]:
+  """RunInference's dead letters (a failed batch and its exception) ->
+  (path, reason) per input of the batch."""
+  batch, error = item
+  if isinstance(error, tuple):  # (exception, ...) in some Beam versions.
+    error = error[0]
+  for key, _ in batch:
+    yield key, failure_reason(key, error)
+
+
+def _count_failure(item: Tuple[str, str]) -> str:
+  metrics.Metrics.counter(_NS, 'failures').inc()
+  path, reason = item
+  return f'{path}\t{reason}'
+
+
+def _count_skipped(item: Tuple[str, str]) -> str:
+  metrics.Metrics.counter(_NS, 'skipped').inc()
+  return result_row(item[0], item[1], 'skipped')
+
+
+class DenoiseArchive(beam.PTransform):
+  """Matched paths -> denoised files; returns the results and failure lines
+  (PCollections of str), before they are written."""
+
+  def __init__(self, settings: Settings,
+               model_handler: handler_lib.XdnModelHandler,
+               accept: Callable[[str], bool] = lambda path: True):
+    super().__init__()
+    self._settings = settings
+    self._handler = model_handler
+    self._accept = accept
+
+  def expand(self, metadata):
+    settings = self._settings
+    named = (metadata
+             | 'Paths' >> beam.Map(lambda m: m.path)
+             | 'Readable' >> beam.Filter(self._accept)
+             | 'ByOutputName' >> beam.Map(
+                 lambda p: (settings.guessed_target(p), p))
+             # Also spreads the files over the workers: MatchFiles gives
+             # them all in one bundle.
+             | 'GroupByOutputName' >> beam.GroupByKey()
+             | 'OneInputPerOutput' >> beam.FlatMap(
+                 _refuse_shared_names).with_outputs('failed', main='paths'))
+    decoded = (named.paths
+               | 'Open' >> fileio.ReadMatches()
+               | 'Decode' >> beam.ParDo(Decode(settings)).with_outputs(
+                   'failed', 'skipped', main='images'))
+    denoised, dead = (
+        decoded.images
+        | 'Denoise' >> base.RunInference(
+            base.KeyedModelHandler(self._handler)).with_exception_handling())
+    written = denoised | 'Write' >> beam.ParDo(Write(settings)).with_outputs(
+        'failed', main='rows')
+    failures = ((named.failed, decoded.failed,
+                 dead.failed_inferences | 'PerInput' >> beam.FlatMap(
+                     _failed_batch), written.failed)
+                | 'AllFailures' >> beam.Flatten()
+                | 'FailureLines' >> beam.Map(_count_failure))
+    skipped = decoded.skipped | 'SkippedRows' >> beam.Map(_count_skipped)
+    rows = ((written.rows, skipped) | 'AllRows' >> beam.Flatten())
+    return rows, failures
+
+
+# ------------------------------------------------------------ the command
+
+
+def input_pattern(text: str) -> Tuple[str, str, bool]:
+  """--input -> (Beam glob, root folder of the relative names, whether
+  it is a folder: then only radiograph files are taken)."""
+  if not text:
+    raise errors.UserError("--input is required: a glob such as "
+                           "'archive/**/*.dcm' or a folder")
+  local = _is_local(text)
+  if local:
+    text = os.path.abspath(os.path.expanduser(text)) + (
+        '/' if text.endswith('/') else '')
+  if (local and os.path.isdir(text)) or (not local and text.endswith('/')):
+    root = text.rstrip('/')
+    return root + '/**', root, True
+  glob_at = min([text.index(c) for c in _GLOB if c in text] or [len(text)])
+  root = text[:glob_at].rsplit('/', 1)[0] if '/' in text[:glob_at] else ''
+  return text, root, False
+
+
+def _accept_radiographs(path: str) -> bool:
+  """A folder's members that xdn reads (extension-less local files by
+  their DICOM magic), never a temporary file of a killed run."""
+  if outputs.is_temporary(path):
+    return False
+  if _is_local(path):
+    return radiograph_io.is_radiograph_file(path)
+  ext = os.path.splitext(path)[1].lower()
+  return ext in radiograph_io.IMAGE_EXTENSIONS + radiograph_io.DICOM_EXTENSIONS
+
+
+def check_options(options: XdnOptions) -> Tuple[Settings, str, bool]:
+  """Settings, glob and folder-ness from the options; UserError naming
+  the option and what to do."""
+  pattern, root, folder = input_pattern(options.input)
+  if not options.output:
+    raise errors.UserError('--output is required: the folder for the '
+                           'denoised files')
+  if options.skip_existing and options.overwrite:
+    raise errors.UserError('--skip_existing keeps existing outputs and '
+                           '--overwrite replaces them; pass one')
+  output = options.output
+  if _is_local(output):
+    output = os.path.abspath(os.path.expanduser(output))
+    if os.path.exists(output) and not os.path.isdir(output):
+      raise errors.UserError(f'--output={options.output!r} is a file; name '
+                             'a folder')
+    if _is_local(root) and ('**' in pattern) and os.path.commonpath(
+        [os.path.realpath(output), os.path.realpath(root or '/')]) == (
+            os.path.realpath(root or '/')):
+      raise errors.UserError(
+          f'--output={options.output!r} is inside the input folder and '
+          f'--input matches files in subfolders, so outputs would be '
+          'inputs of the next run; choose an --output outside it')
+  model = options.model
+  if model != 'pretrained':
+    if _is_local(model) and not os.path.isdir(model):
+      raise errors.UserError(
+          f"--model={model!r} is no folder; name 'pretrained', a folder "
+          'exported by python -m xdn.export or a training workdir')
+    if _is_local(model) and not (pretrained.available(model) or
+                                 os.path.exists(os.path.join(
+                                     model, 'config.json'))):
+      raise errors.UserError(
+          f'--model={model!r} holds neither an exported model nor a '
+          'training workdir (config.json); check the path')
+  if options.max_batch_size < 1:
+    raise errors.UserError('--max_batch_size must be at least 1')
+  try:
+    matched = FileSystems.match([pattern], limits=[1])[0].metadata_list
+  except Exception as e:  # pylint: disable=broad-except  # Beam's own types.
+    raise errors.UserError(f'--input={options.input!r} cannot be listed: '
+                           f'{image_io.clean_message(e)}') from None
+  if not matched:
+    raise errors.UserError(f'--input={options.input!r} matches no files; '
+                           'check the path (quote globs so the shell leaves '
+                           "them alone; ** crosses folders, * does not)")
+  return Settings(output, root, options.skip_existing, options.overwrite), \
+      pattern, folder
+
+
+def build_handler(options: XdnOptions) -> handler_lib.XdnModelHandler:
+  """The model handler the options describe."""
+  noise_level = denoise_cli.parse_noise(options.noise, options.read_noise)
+  strength = (strength_lib.parse(options.strength)
+              if options.strength is not None else None)
+  return handler_lib.XdnModelHandler(
+      options.model, precision=options.precision, strength=strength,
+      noise_level=noise_level, checkpoint=options.checkpoint,
+      max_batch_size=options.max_batch_size, max_pixels=options.max_pixels,
+      compile_cache=not options.no_compile_cache)
+
+
+def build(pipeline: beam.Pipeline, options: XdnOptions) -> None:
+  """Adds the whole job to `pipeline`: match, denoise, write the files,
+  the results table and the dead letters."""
+  settings, pattern, folder = check_options(options)
+  handler = build_handler(options)
+  rows, failures = (
+      pipeline
+      | 'Match' >> fileio.MatchFiles(pattern)
+      | 'Denoise' >> DenoiseArchive(
+          settings, handler,
+          _accept_radiographs if folder else lambda p: not
+          outputs.is_temporary(p)))
+  join = FileSystems.join
+  rows | 'WriteResults' >> beam.io.WriteToText(
+      join(settings.output, RESULTS), file_name_suffix='.csv',
+      shard_name_template='', header=','.join(RESULT_COLUMNS))
+  failures | 'WriteFailures' >> beam.io.WriteToText(
+      join(settings.output, FAILED), file_name_suffix='.txt',
+      shard_name_template='')
+
+
+def _counter(result: Any, name: str) -> Optional[int]:
+  """A committed (or, where the runner has none, attempted) counter."""
+  try:
+    found = result.metrics().query(metrics.MetricsFilter().with_namespace(
+        _NS).with_name(name))['counters']
+  except Exception:  # pylint: disable=broad-except  # Runners without them.
+    return None
+  if not found:
+    return 0
+  values = [c.committed if c.committed is not None else c.attempted
+            for c in found]
+  return int(sum(v or 0 for v in values))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Builds and runs the pipeline; returns the exit status (1: some input
+  failed; see xdn_failed.txt)."""
+  options = pipeline_options.PipelineOptions(argv)
+  # Every step is a module-level function or class of xdn: nothing of
+  # __main__ needs pickling, on any runner.
+  options.view_as(pipeline_options.SetupOptions).save_main_session = False
+  xdn_options = options.view_as(XdnOptions)
+  pipeline = beam.Pipeline(options=options)
+  build(pipeline, xdn_options)
+  result = pipeline.run()
+  result.wait_until_finish()
+  counts = {name: _counter(result, name) for name in (
+      'written', 'unchanged', 'skipped', 'failures')}
+  output = xdn_options.output
+  logging.info('xdn-beam: %s written, %s unchanged, %s skipped, %s failed; '
+               'results in %s, failures in %s', *counts.values(),
+               FileSystems.join(output, RESULTS + '.csv'),
+               FileSystems.join(output, FAILED + '.txt'))
+  return 1 if counts['failures'] else 0
+
+
+def run(argv: Optional[Sequence[str]] = None) -> None:
+  """Console-script entry point (setup.cfg: xdn-beam)."""
+  logging.getLogger().setLevel(logging.INFO)
+  argv = list(sys.argv[1:] if argv is None else argv)
+  try:
+    status = main(argv)
+  except errors.UserError as e:
+    raise SystemExit(f'error: {e}') from None
+  sys.exit(status)
+
+
+if __name__ == '__main__':
+  run()
