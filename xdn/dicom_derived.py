@@ -104,11 +104,12 @@ def derive(source: Any, out: Any, stored: np.ndarray, description: str,
 
   # Pixel description: set_pixel_data wrote Rows ... PixelRepresentation;
   # these optional ones would still describe the old pixels.
-  for keyword in ('SmallestImagePixelValue', 'LargestImagePixelValue'):
+  vr = 'SS' if int(out.get('PixelRepresentation', 0) or 0) == 1 else 'US'
+  for keyword, value in (('SmallestImagePixelValue', stored.min()),
+                         ('LargestImagePixelValue', stored.max())):
     if keyword in out:
-      del out[keyword]  # Its VR (US/SS) follows the pixel representation.
-      setattr(out, keyword, int(stored.min() if 'Smallest' in keyword
-                                else stored.max()))
+      # Its VR (US or SS) follows the pixel representation.
+      out.add_new(pydicom.datadict.tag_for_keyword(keyword), vr, int(value))
 
 
 def _code(value: str, meaning: str) -> Any:
