@@ -13,6 +13,7 @@ complete output per input.
 import csv
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -102,6 +103,8 @@ def test_outputs_equal_xdn_denoise(archive, beam_run, tmp_path):
   assert sorted(beam_files) == ['a.png', 'sub/b.png', 'sub/c.dcm']
   for name, data in beam_files.items():
     assert data == cli_files[name], name  # Pixels and DICOM header.
+  # Two worker processes each loaded the model (handler.load_model logs).
+  assert len(set(re.findall(r'\(pid (\d+)\)', result.stderr))) == 2
   derived = pydicom.dcmread(out / 'sub' / 'c.dcm')
   assert derived.ImageType[0] == 'DERIVED'
   assert 'noise told: estimated from each image' in (

@@ -30,6 +30,14 @@ _INFERENCE = flags.DEFINE_bool('inference', False, 'Time denoising whole '
                                '(xdn.bench.denoise_speed).')
 _SIZES = flags.DEFINE_list('sizes', ['1024', '2048'], '--inference: image '
                            'sizes (square).')
+_BEAM = flags.DEFINE_bool('beam', False, 'Time xdn-beam (DirectRunner, '
+                          'multi-process) against xdn-denoise on one folder '
+                          'instead (xdn.bench.beam_speed; needs the beam '
+                          'extra).')
+_BEAM_IMAGES = flags.DEFINE_integer('beam_images', 16, '--beam: radiographs '
+                                    'of mixed sizes (512^2 to 2048^2).')
+_BEAM_WORKERS = flags.DEFINE_list('beam_workers', ['1', '2', '4'], '--beam: '
+                                  'worker process counts.')
 _PRECISION = flags.DEFINE_enum('precision', 'float32',
                                ['auto', 'float32', 'bfloat16'],
                                '--inference: compute precision.')
@@ -39,6 +47,13 @@ def main(argv):
   del argv
   from xdn import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.configure_xla_cpu()  # As run.py does: time what users train with.
+  if _BEAM.value:
+    from xdn.bench import beam_speed  # pylint: disable=g-import-not-at-top
+    results = beam_speed.benchmark(_BEAM_IMAGES.value,
+                                   [int(n) for n in _BEAM_WORKERS.value])
+    print(json.dumps(results))
+    print(beam_speed.markdown(results))
+    return
   if _INFERENCE.value:
     from xdn.bench import denoise_speed  # pylint: disable=g-import-not-at-top
     try:
