@@ -124,3 +124,21 @@ def test_inside_run_inference_keyed_by_path(handler):
       beam.metrics.MetricsFilter().with_namespace('xdn'))['counters']}
   assert counters['images'] == 2
   assert counters['pixels'] == 2 * 64 * 64
+
+
+def test_failed_inference_reaches_the_dead_letters(handler):
+  from xdn.beam import pipeline as pipeline_lib
+  pipeline = beam.Pipeline()
+  _, dead = (pipeline
+             | beam.Create([('cube.npy', np.zeros((2, 8, 8), np.float32))])
+             | base.RunInference(base.KeyedModelHandler(handler))
+             .with_exception_handling())
+  reasons = dead.failed_inferences | beam.FlatMap(pipeline_lib._failed_batch)  # pylint: disable=protected-access
+
+  def check(found):
+    (key, reason), = found
+    assert key == 'cube.npy'
+    assert 'expected a [H, W] image, got shape (2, 8, 8)' in reason
+
+  beam_testing.assert_that(reasons, check)
+  pipeline.run().wait_until_finish()

@@ -198,8 +198,8 @@ def read_radiograph(path: str, description: str,
       f.write(source.read())
     try:
       return radiograph_io.read_radiograph(copy, description)
-    except Exception as e:  # pylint: disable=broad-except  # Re-worded.
-      raise type(e)(str(e).replace(copy, path)) from e
+    except (ValueError, OSError) as e:  # Worded for the user: name `path`.
+      raise ValueError(str(e).replace(copy, path)) from e
 
 
 def failure_reason(path: str, error: BaseException) -> str:
@@ -317,11 +317,20 @@ def result_row(path: str, target: str, status: str,
 
 def _failed_batch(item: Tuple[Sequence[Tuple[str, Any]], Any]
                   ) -> Iterator[Tuple[str, str]]:
-  """RunInference's dead letters (a failed batch and its exception) ->
-  (path, reason) per input of the batch."""
+  """RunInference's dead letters -> (path, reason) per input of the batch.
+
+  Beam gives a failed batch with (exception type, repr, traceback lines);
+  the exception is rebuilt from the traceback's last line so the reason
+  reads as every other failure's.
+  """
   batch, error = item
-  if isinstance(error, tuple):  # (exception, ...) in some Beam versions.
-    error = error[0]
+  if not isinstance(error, BaseException):
+    exc_type, text, lines = error
+    message = (lines[-1].strip().split(': ', 1)[-1] if lines else str(text))
+    try:
+      error = exc_type(message)
+    except Exception:  # pylint: disable=broad-except  # Odd constructors.
+      error = RuntimeError(message)
   for key, _ in batch:
     yield key, failure_reason(key, error)
 
