@@ -217,6 +217,13 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # linearly from 0 over training (as the authors' code).
   loss.ne2ne_gamma = 2.0
   loss.ne2ne_gamma_ramp = True
+  # noise2self / neighbor2neighbor under correlated noise
+  # (xdn.pixel_shuffle): train on stride x stride pixel-shuffled sub-images
+  # (0: off; -1: the smallest stride that leaves a neighbour correlation
+  # under 0.1, from the noise's correlation), and apply the model at
+  # pd_inference_stride (AP-BSN: 5 in training, 2 at inference).
+  loss.pd_stride = 0
+  loss.pd_inference_stride = 2
   # sure: step of the Monte-Carlo divergence probe (on the [0, 1] scale).
   loss.sure_epsilon = 1e-3
   # Self-supervised: the training images' Gaussian noise sigma (0-255), if

@@ -44,6 +44,7 @@ from typing import Any, Collection, Iterator, List, Optional, Sequence, Tuple
 from absl import app
 from absl import flags
 from absl import logging
+import numpy as np
 
 from xdn import errors
 from xdn import noise
@@ -112,12 +113,29 @@ def define_flags() -> None:
   flags.DEFINE_integer('ensemble_max_pixels', 256 * 256, 'Images of at most '
                        'this many pixels are denoised as the mean over their 8 '
                        'flips/rotations (better, 8x the compute); 0: never.')
+  flags.DEFINE_bool('adapt', False, 'Before denoising, fine-tune the model '
+                    'on the inputs themselves (self-supervised, no clean '
+                    'image: xdn.adaptation), keeping the starting weights '
+                    'unless held-out parts of the inputs judge the '
+                    'fine-tuned ones better.')
+  flags.DEFINE_integer('adapt_steps', 300, '--adapt budget in optimiser '
+                       'steps (0: no step limit; then set --adapt_seconds).')
+  flags.DEFINE_float('adapt_seconds', 0.0, '--adapt budget in seconds (0: '
+                     'no time limit); the first limit reached stops it.')
+  flags.DEFINE_float('adapt_learning_rate', 2e-5, '--adapt Adam step size.')
+  flags.DEFINE_integer('adapt_max_images', ADAPT_MAX_IMAGES, '--adapt learns '
+                       'from at most this many inputs, evenly spread over '
+                       'them (bounds memory); all are denoised.')
+  flags.DEFINE_string('adapt_save', None, 'Folder to save the adapted model '
+                      'in (reuse it with --workdir=FOLDER).')
   flags.DEFINE_bool('verbose', False, 'Log the traceback of each file that '
                     'fails (always logged at debug level, -v 1).')
 
 
 # Failed files named in the closing summary line.
 _MAX_LISTED = 50
+# --adapt reads its images into memory: 32 radiographs of 2048^2 are 0.5 GB.
+ADAPT_MAX_IMAGES = 32
 
 
 # ------------------------------------------------------------------- files
@@ -431,6 +449,49 @@ def write_example_extras(source: str, denoised_path: str, out_dir: str,
   return [os.path.join(out_dir, f'{stem}_noise.png')] + written
 
 
+def adapt_to_files(denoiser: Denoiser, inputs: Sequence[str],
+                   noise_level: Optional[noise_estimation.NoiseEstimate]
+                   ) -> Denoiser:
+  """--adapt: the denoiser fine-tuned on (up to --adapt_max_images of) the
+  input files, or the starting one if that is judged better. Files that
+  cannot be read are left to the denoising pass, which reports them."""
+  from xdn import adaptation  # pylint: disable=g-import-not-at-top
+  paths = [path for path, _ in find_inputs(inputs)]
+  if len(paths) > FLAGS.adapt_max_images:
+    picks = np.linspace(0, len(paths) - 1, FLAGS.adapt_max_images)
+    paths = [paths[int(round(i))] for i in picks]
+  images = []
+  for path in paths:
+    try:
+      images.append(read_radiograph(path).pixels)
+    except (ValueError, OSError):
+      continue
+  if not images:
+    raise errors.UserError('no readable input to adapt to')
+  config = adaptation.default_config()
+  config.steps = FLAGS.adapt_steps
+  config.seconds = FLAGS.adapt_seconds
+  config.learning_rate = FLAGS.adapt_learning_rate
+  levels = None if noise_level is None else [noise_level] * len(images)
+  logging.info('Adapting %s to %d image(s): %s', denoiser.name, len(images),
+               'up to %d steps' % config.steps if config.steps > 0 else
+               'up to %.0f s' % config.seconds)
+
+  def progress(step, total, elapsed, left, message):
+    if message or step % 25 == 0:
+      logging.info('adapt %s: %s%s', f'{step}/{total}' if total else step,
+                   message or f'{elapsed:.0f} s',
+                   f' (ETA {left:.0f} s)' if left is not None else '')
+
+  result = adaptation.adapt(denoiser, images, config, levels, progress)
+  logging.info('%s', result.summary())
+  if FLAGS.adapt_save:
+    logging.info('Adapted model saved to %s',
+                 os.path.dirname(adaptation.save(result.denoiser,
+                                                 FLAGS.adapt_save)))
+  return result.denoiser
+
+
 def main(argv: Sequence[str]) -> None:
   inputs = argv[1:]
   from xdn import xla_flags  # pylint: disable=g-import-not-at-top
@@ -464,6 +525,11 @@ def main(argv: Sequence[str]) -> None:
       noise_level = None
     else:
       logging.info('Noise given: %s', noise_level.describe())
+  if FLAGS.adapt:
+    try:
+      denoiser = adapt_to_files(denoiser, inputs, noise_level)
+    except errors.UserError as e:
+      raise SystemExit(f'error: --adapt: {e}') from None
   try:
     failed = denoise_files(denoiser, inputs, FLAGS.out,
                            overwrite=FLAGS.overwrite, verbose=FLAGS.verbose,

@@ -6,16 +6,12 @@ Parameters are stored as float16 (half the size; `--check_images` measures
 what that costs in PSNR against float32 on a few images).
 """
 
-import json
 import os
 from typing import Sequence
 
 from absl import app
 from absl import flags
 from absl import logging
-import flax
-import jax
-import numpy as np
 
 from xdn import errors
 from xdn import inference
@@ -51,18 +47,9 @@ def export(workdir: str, out_dir: str, which: str = 'best', *,
       logging.warning('%s has no calibrated strength levels: the exported '
                       "model will default to 'full' (calibrate with "
                       'xdn-evaluate --task=calibrate)', workdir)
-  params = jax.tree.map(lambda x: np.asarray(x, np.float16),
-                        denoiser.variables['params'])
-  os.makedirs(out_dir, exist_ok=True)
-  path = os.path.join(out_dir, pretrained.WEIGHTS)
-  with open(path + '.tmp', 'wb') as f:
-    f.write(flax.serialization.msgpack_serialize({'params': params}))
-  os.replace(path + '.tmp', path)
-  with open(os.path.join(out_dir, pretrained.CONFIG), 'w') as f:
-    json.dump({'step': denoiser.step, 'workdir': os.path.basename(
-        os.path.normpath(workdir)), 'parameter_dtype': 'float16',
-               'config': json.loads(config.to_json_best_effort())},
-              f, indent=2, sort_keys=True)
+  path = pretrained.save(out_dir, config, denoiser.variables['params'],
+                         denoiser.step,
+                         os.path.basename(os.path.normpath(workdir)))
   logging.info('Exported %s step %d to %s (%.2f MB)', workdir,
                denoiser.step, out_dir, os.path.getsize(path) / 2**20)
   return path

@@ -32,6 +32,7 @@ from xdn import errors
 from xdn import models
 from xdn import noise
 from xdn import noise_estimation
+from xdn import pixel_shuffle
 from xdn import pretrained
 from xdn import state as state_lib
 from xdn import strength as strength_lib
@@ -150,14 +151,18 @@ class Denoiser:
     self._applies = {dtype: self._compiled(dtype) for dtype in dtypes}
     self._apply = self._applies[dtypes[0]]
 
-  def _compiled(self, dtype: str) -> Callable:
-    """The jitted model in compute `dtype` (compiled on first use)."""
+  def forward(self, dtype: str = 'float32') -> Callable:
+    """The model as a pure function in compute `dtype`, not jitted:
+    (variables, images [B, H, W, 1], noise params of `noise_params`,
+    at_full) -> float32 output. Differentiable in `variables` (what
+    `xdn.adaptation` fine-tunes)."""
     config = self.config
     if dtype != config.model.get('dtype', 'float32'):
       config = config.copy_and_resolve_references()
       config.model.dtype = dtype
     model = models.create_model(config)
     channels = state_lib.noise_channels(self.config)
+    stride = pixel_shuffle.inference_stride(self.config)
     # A model with a fidelity branch is its base alone at full strength (the
     # branch's output is multiplied by 1 - s = 0): skip the branch's cost.
     base = None
@@ -187,8 +192,18 @@ class Denoiser:
       if net is base:
         variables = {'params': {k: v for k, v in variables['params'].items()
                                 if k != 'fidelity'}}
-      out = models.denoised_image(net.apply(variables, images, train=False))
+      # A model trained on pixel-shuffled sub-images is applied to them.
+      out = pixel_shuffle.denoise_shuffled(
+          lambda x: models.denoised_image(net.apply(variables, x,
+                                                    train=False)),
+          images, stride)
       return out.astype(jnp.float32)
+
+    return denoise
+
+  def _compiled(self, dtype: str) -> Callable:
+    """The jitted model in compute `dtype` (compiled on first use)."""
+    denoise = self.forward(dtype)
 
     @functools.partial(jax.jit, static_argnums=(3, 4))
     def apply(variables, images, params, ensemble: bool, at_full: bool):
@@ -260,7 +275,8 @@ class Denoiser:
   def size_multiple(self) -> int:
     """Tiles start at multiples of this, so strided convolutions see the
     same pixel grid in every tile."""
-    return models.size_multiple(self.config)
+    return (models.size_multiple(self.config) *
+            pixel_shuffle.inference_stride(self.config))
 
   def _ensemble(self, images: np.ndarray) -> bool:
     # Not for the fixed-size seed models: they were never meant to see
@@ -283,6 +299,16 @@ class Denoiser:
     """Whether the model is told the noise's spatial correlation."""
     return state_lib.noise_channels(self.config) >= 2
 
+  def noise_params(self, noise_levels: Optional[Sequence[NoiseEstimate]],
+                   count: int) -> Tuple[np.ndarray, ...]:
+    """What the model is told of `count` images' noise, as `forward` takes
+    it: (a, b, correlation, X-ray dose, strength factor), each [count]."""
+    a, b, rho, dose = _variance_params(noise_levels, count,
+                                       self.takes_xray_law)
+    if self.takes_noise_map and self.target_noise_sigma > 0:
+      b = b + np.float32((self.target_noise_sigma / 255.0)**2)
+    return a, b, rho, dose, self.strength_factors(noise_levels, count)
+
   def __call__(self, images: np.ndarray,
                noise_levels: Optional[Sequence[NoiseEstimate]] = None
                ) -> np.ndarray:
@@ -302,13 +328,8 @@ class Denoiser:
     if self.takes_noise_map and noise_levels is None:
       noise_levels = [noise_estimation.estimate_noise(i[..., 0])
                       for i in images]
-    a, b, rho, dose = _variance_params(noise_levels, len(images),
-                                       self.takes_xray_law)
-    if self.takes_noise_map and self.target_noise_sigma > 0:
-      b = b + np.float32((self.target_noise_sigma / 255.0)**2)
-    scale = self.strength_factors(noise_levels, len(images))
-    at_full = bool(np.all(scale >= 1.0))
-    params = (a, b, rho, dose, scale)
+    params = self.noise_params(noise_levels, len(images))
+    at_full = bool(np.all(params[-1] >= 1.0))
     apply = self._applies[self.precision_for(noise_levels)]
     outputs = []
     for start in range(0, len(images), self.batch_size):

@@ -47,14 +47,15 @@ MAX_LINE_INTEGRAL = 3.0
 DEFAULT_ELECTRONIC_NOISE = 1.0  # counts per pixel
 
 
-def _kernel_np(width: float, radius: int = RADIUS) -> np.ndarray:
+def kernel_np(width: float, radius: int = RADIUS) -> np.ndarray:
+  """The unit-power 1-D kernel of `width` px (numpy)."""
   j = np.arange(-radius, radius + 1, dtype=np.float64)
   g = np.exp(-0.5 * (j / max(width, 1e-3))**2)
   return g / np.sqrt(np.sum(g**2))
 
 
 def _correlation_np(width: float) -> float:
-  g = _kernel_np(width)
+  g = kernel_np(width)
   return float(np.sum(g[1:] * g[:-1]))
 
 

@@ -50,7 +50,7 @@ class FlatRegions:
   corners: List[tuple]
 
 
-def _detrend(block: np.ndarray) -> np.ndarray:
+def detrend(block: np.ndarray) -> np.ndarray:
   """Subtracts the least-squares quadratic surface from a square block."""
   n = block.shape[0]
   y, x = np.mgrid[0:n, 0:n] / n - 0.5
@@ -60,7 +60,7 @@ def _detrend(block: np.ndarray) -> np.ndarray:
   return block - (basis @ coef).reshape(n, n)
 
 
-def _lowpass(image: np.ndarray, sigma: float) -> np.ndarray:
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
   """Separable Gaussian blur (reflect borders), numpy only."""
   radius = int(3 * sigma + 0.5)
   j = np.arange(-radius, radius + 1)
@@ -79,7 +79,7 @@ def flat_regions(image: np.ndarray, region: int = REGION,
   """
   image = np.asarray(image, np.float64)
   chosen = blocks_flattest(image, region, fraction)
-  residuals = np.stack([_detrend(image[y:y + region, x:x + region])
+  residuals = np.stack([detrend(image[y:y + region, x:x + region])
                         for y, x in chosen])
   return FlatRegions(residuals, chosen)
 
@@ -153,7 +153,7 @@ def after_report(before: np.ndarray, after: np.ndarray) -> Dict[str, Any]:
                      f'{after.shape[1]}, the input {before.shape[0]}x'
                      f'{before.shape[1]}; pass the output of this input')
   regions = flat_regions(before)
-  crop = lambda x: np.stack([_detrend(x[y:y + REGION, c:c + REGION])
+  crop = lambda x: np.stack([detrend(x[y:y + REGION, c:c + REGION])
                              for y, c in regions.corners])
   sides = {'before': regions.residuals, 'after': crop(after),
            'removed': crop(before - after)}
@@ -329,7 +329,7 @@ def blocks_flattest(image: np.ndarray, block: int = 32,
   blocks, judged on its low-pass (sigma 4 px) detrended structure, so a
   block is not chosen for having little noise by chance; blocks touching
   clipped pixels (0 or 1) or constant are left out."""
-  smooth = _lowpass(np.asarray(image, np.float64), 4.0)
+  smooth = gaussian_blur(np.asarray(image, np.float64), 4.0)
   scores, corners = [], []
   for y in range(0, image.shape[0] - block + 1, block):
     for x in range(0, image.shape[1] - block + 1, block):
@@ -337,7 +337,7 @@ def blocks_flattest(image: np.ndarray, block: int = 32,
       # Not blank or clipped (collimation, burnt-in labels): no noise there.
       if raw.min() <= 0.0 or raw.max() >= 1.0 or np.ptp(raw) == 0:
         continue
-      scores.append(np.std(_detrend(smooth[y:y + block, x:x + block])))
+      scores.append(np.std(detrend(smooth[y:y + block, x:x + block])))
       corners.append((y, x))
   if not corners:
     raise ValueError(f'no unclipped {block}x{block} region in an image of '
@@ -358,13 +358,13 @@ def denoising_check(before: np.ndarray, after: np.ndarray,
   before = np.asarray(before, np.float64)
   after = np.asarray(after, np.float64)
   corners = blocks_flattest(before, block)
-  high = lambda x: x - _lowpass(x, 2.0)
+  high = lambda x: x - gaussian_blur(x, 2.0)
   hb, ha = high(before), high(after)
   pick = lambda x: np.concatenate([x[y:y + block, c:c + block].ravel()
                                    for y, c in corners])
   kept = float(np.std(pick(ha)) / max(np.std(pick(hb)), 1e-20))
   lo, hi = np.percentile(before, [1, 99])
-  mse = np.mean((_lowpass(after, 4.0) - _lowpass(before, 4.0))**2)
+  mse = np.mean((gaussian_blur(after, 4.0) - gaussian_blur(before, 4.0))**2)
   return {'fine_noise_kept': kept,
           'lowpass_psnr_db': float(10 * np.log10((hi - lo)**2 /
                                                  max(mse, 1e-20))),

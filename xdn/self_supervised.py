@@ -50,6 +50,7 @@ import ml_collections
 from xdn import errors
 from xdn import models
 from xdn import noise
+from xdn import pixel_shuffle
 
 Array = jax.Array
 # apply_fn(model input [B, H, W, C]) -> (model output, collection updates).
@@ -99,6 +100,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if config.data.image_size <= lc.mask_box:
       raise errors.UserError(f'data.image_size={config.data.image_size} must '
                              f'exceed loss.mask_box={lc.mask_box}')
+  stride = lc.get('pd_stride', 0)
+  if stride < -1 or stride > pixel_shuffle.MAX_STRIDE:
+    raise errors.UserError(
+        f'loss.pd_stride={stride}: use 0 (off), -1 (from the noise '
+        f'correlation) or a stride up to {pixel_shuffle.MAX_STRIDE}')
+  if stride > 1 and models.fixed_input_size(config) is not None:
+    raise errors.UserError('loss.pd_stride needs a fully convolutional '
+                           "model: use model.name='unet'")
   if lc.name == 'neighbor2neighbor':
     if models.fixed_input_size(config) is not None:
       raise errors.UserError(
@@ -316,6 +325,14 @@ def _input_fn(config: ml_collections.ConfigDict, a: Array, b: Array
 # ------------------------------------------------------------ entry point
 
 
+def _without_shuffle(config: ml_collections.ConfigDict
+                     ) -> ml_collections.ConfigDict:
+  """`config` with its loss on the sub-images themselves."""
+  config = config.copy_and_resolve_references()
+  config.loss.pd_stride = 0
+  return config
+
+
 def loss_and_output(apply_fn: ApplyFn, noisy: Array, keys: Array,
                     config: ml_collections.ConfigDict, *,
                     a: Optional[Array] = None, b: Optional[Array] = None,
@@ -344,6 +361,21 @@ def loss_and_output(apply_fn: ApplyFn, noisy: Array, keys: Array,
   zeros = jnp.zeros(noisy.shape[:1], jnp.float32)
   a = zeros if a is None else a
   b = zeros if b is None else b
+  stride = pixel_shuffle.training_stride(config)
+  if stride > 1:
+    # The loss sees stride x stride sub-images, whose neighbouring pixels
+    # were `stride` apart: their noise is (nearly) independent.
+    loss, extras, denoised, updates = loss_and_output(
+        apply_fn, pixel_shuffle.split(noisy, stride),
+        jax.vmap(jax.random.split, (0, None))(keys, stride * stride
+                                              ).reshape(-1),
+        _without_shuffle(config),
+        a=pixel_shuffle.repeat_per_sub_image(a, stride),
+        b=pixel_shuffle.repeat_per_sub_image(b, stride), progress=progress,
+        per_image=True)
+    loss = loss.reshape(-1, stride * stride).mean(axis=1)
+    denoised = pixel_shuffle.merge(denoised, stride)
+    return (loss if per_image else jnp.mean(loss)), extras, denoised, updates
   if config.model.get('noise_map', False) or lc.name == 'sure':
     a, b = variance_params(noisy, a, b, config)
   to_input = _input_fn(config, a, b)

@@ -37,6 +37,8 @@ from xdn import losses
 from xdn import metrics as metrics_lib
 from xdn import models
 from xdn import noise
+from xdn import noise_texture
+from xdn import pixel_shuffle
 from xdn import self_supervised
 from xdn import state as state_lib
 from xdn import visualize
@@ -48,6 +50,19 @@ AXIS = 'batch'
 
 
 # --------------------------------------------------------------- set-up
+
+
+def _train_correlation(config: ml_collections.ConfigDict,
+                       batches: int = 4) -> float:
+  """The noise correlation of a few training batches (native crops, as the
+  loss sees them), for `loss.pd_stride=-1`."""
+  stream = pipeline.train_batches(config.data,
+                                  global_batch_size=config.batch_size,
+                                  num_devices=1, seed=config.seed)
+  size = config.data.image_size
+  crops = [np.asarray(next(stream)).reshape(-1, size, size)
+           for _ in range(batches)]
+  return noise_texture.estimate_correlation(list(np.concatenate(crops)))
 
 
 def check_config(config: ml_collections.ConfigDict,
@@ -223,7 +238,10 @@ def eval_step(state: TrainState, clean: jax.Array, index: jax.Array,
                                          train=False)
   apply = functools.partial(state.apply_fn, {
       'params': state.params, 'batch_stats': state.batch_stats}, train=False)
-  out = apply(model_input(noisy, a, b, config, rho, dose))
+  # A model trained on pixel-shuffled images is applied as it is used.
+  out = pixel_shuffle.denoise_shuffled(
+      apply, model_input(noisy, a, b, config, rho, dose),
+      pixel_shuffle.inference_stride(config))
   if self_supervised.is_self_supervised(config.loss):
     loss, *_ = self_supervised.loss_and_output(
         lambda x: (apply(x), {}), noisy,
@@ -419,14 +437,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   check_config(config, devices * jax.process_count())
   is_chief = jax.process_index() == 0
   _check_workdir(workdir)
+  pipeline.prepare(config.data)
+  eval_images = pipeline.eval_images(config.data, config.data.eval_split)
+  config = pixel_shuffle.resolve(config, lambda: _train_correlation(config))
   checkpoints.check_compatible(workdir, config)
   if is_chief:
     checkpoints.write_config(workdir, config)
 
   writer = metric_writers.create_default_writer(
       workdir, just_logging=not is_chief)
-  pipeline.prepare(config.data)
-  eval_images = pipeline.eval_images(config.data, config.data.eval_split)
   logging.info('Eval on %d images of %s[%s]', len(eval_images),
                config.data.name, config.data.eval_split)
 

@@ -4,6 +4,8 @@
       --noise=gaussian:25 --seed=0
   python -m xdn.data.noisy_copy --src=/data/nih1024 --out=data/nih_pg50 \
       --noise=poisson_gaussian:50 --read_noise=2
+  python -m xdn.data.noisy_copy --src=/data/nih1024 --out=data/nih_vendor \
+      --noise=correlated_gaussian:15 --correlation=0.5 --sharpen=1.0
   python -m xdn.data.noisy_copy --src=chest_xray_sample --out=data/cxr --noise=none
   python -m xdn.data.noisy_copy --src=/data/nih1024 --out=data/nih20_g75 \
       --noise=gaussian:75 --splits=train --num_images=20
@@ -40,6 +42,7 @@ import numpy as np
 from xdn import errors
 from xdn import image_io
 from xdn import noise
+from xdn import noise_report
 from xdn import radiograph_io
 from xdn.data import folder
 from xdn.data import patient_split
@@ -62,6 +65,12 @@ def define_flags() -> None:
                       "preset, or 'none' to copy the files unchanged.")
   flags.DEFINE_float('read_noise', noise.DEFAULT_READ_NOISE, 'poisson_gaussian read-noise sigma '
                      '(0-255 scale).')
+  flags.DEFINE_float('correlation', 0.0, 'correlated_gaussian / xray: the '
+                     "noise's neighbour correlation.")
+  flags.DEFINE_float('sharpen', 0.0, "A vendor's edge enhancement of the "
+                     'noise: n + AMOUNT (n - blur(n)), unsharp masking with '
+                     'a Gaussian blur of --sharpen_radius px (0: none).')
+  flags.DEFINE_float('sharpen_radius', 2.0, 'Blur width (px) of --sharpen.')
   flags.DEFINE_integer('seed', 0, 'Noise seed.')
   flags.DEFINE_list('splits', list(folder.SPLITS), 'Splits to copy.')
   flags.DEFINE_string('split_fractions', '0.8,0.1,0.1', 'Folder --src: its '
@@ -108,10 +117,22 @@ def to_uint16(pixels: np.ndarray) -> np.ndarray:
 
 
 def corrupt(pixels: np.ndarray, key: jax.Array, kind: str, level: float,
-            read_noise: float) -> np.ndarray:
-  """One [H, W] image in [0, 1] corrupted (and clipped, as in training)."""
-  noisy = noise.add_noise(key, jnp.asarray(pixels, jnp.float32)[None, ..., None],
-                          kind, level, clip=True, read_noise=read_noise)
+            read_noise: float, correlation: float = 0.0,
+            sharpen: float = 0.0, sharpen_radius: float = 2.0
+            ) -> np.ndarray:
+  """One [H, W] image in [0, 1] corrupted (and clipped, as in training).
+
+  `sharpen` > 0 unsharp-masks the noise alone (n + sharpen (n - blur n)):
+  the texture a vendor's edge enhancement gives it, a noise the shipped
+  model was never trained on, with the clean image still the reference.
+  """
+  clean = jnp.asarray(pixels, jnp.float32)[None, ..., None]
+  noisy = noise.add_noise(key, clean, kind, level, clip=sharpen <= 0,
+                          read_noise=read_noise, correlation=correlation)
+  if sharpen > 0:
+    n = np.asarray(noisy - clean)[0, ..., 0]
+    n = n + sharpen * (n - noise_report.gaussian_blur(n, sharpen_radius))
+    return np.clip(np.asarray(pixels, np.float32) + n, 0.0, 1.0)
   return np.asarray(noisy)[0, ..., 0]
 
 
@@ -138,7 +159,8 @@ def make_copy(src: str, out: str, noise_text: str, *, seed: int = 0,
               read_noise: float = noise.DEFAULT_READ_NOISE,
               splits: Sequence[str] = folder.SPLITS,
               split_fractions: str = '0.8,0.1,0.1', num_images: int = 0,
-              overwrite: bool = False) -> dict:
+              overwrite: bool = False, correlation: float = 0.0,
+              sharpen: float = 0.0, sharpen_radius: float = 2.0) -> dict:
   """Writes the copy of `src` into `out`; returns its manifest."""
   kind, level = parse_noise(noise_text)
   sources = list_sources(src, splits, split_fractions)
@@ -165,11 +187,14 @@ def make_copy(src: str, out: str, noise_text: str, *, seed: int = 0,
       shutil.copyfile(path, destination)
       continue
     pixels = radiograph_io.read_radiograph(path).pixels
-    noisy = corrupt(pixels, image_key(seed, name), kind, level, read_noise)
+    noisy = corrupt(pixels, image_key(seed, name), kind, level, read_noise,
+                    correlation, sharpen, sharpen_radius)
     with open(destination, 'wb') as f:
       f.write(image_io.encode_png(to_uint16(noisy)))
   manifest = {'src': src, 'noise': kind, 'level': level,
-              'read_noise': read_noise, 'seed': seed, 'splits': list(splits),
+              'read_noise': read_noise, 'correlation': correlation,
+              'sharpen': sharpen, 'sharpen_radius': sharpen_radius,
+              'seed': seed, 'splits': list(splits),
               'num_images': len(sources),
               'split_fractions': (SAMPLE_FRACTIONS if src == SAMPLE
                                   else split_fractions)}
@@ -189,7 +214,10 @@ def main(argv: Sequence[str]) -> None:
                          read_noise=FLAGS.read_noise, splits=FLAGS.splits,
                          split_fractions=FLAGS.split_fractions,
                          num_images=FLAGS.num_images,
-                         overwrite=FLAGS.overwrite)
+                         overwrite=FLAGS.overwrite,
+                         correlation=FLAGS.correlation,
+                         sharpen=FLAGS.sharpen,
+                         sharpen_radius=FLAGS.sharpen_radius)
   except errors.UserError as e:
     raise SystemExit(f'error: {e}') from None
   logging.info('Wrote %d images to %s', manifest['num_images'], FLAGS.out)

@@ -15,6 +15,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from xdn import errors
 
@@ -44,3 +45,26 @@ def load(folder: str = FOLDER
                         tree['params'])
   config = ml_collections.ConfigDict(saved['config'])
   return config, {'params': params, 'batch_stats': {}}, int(saved['step'])
+
+
+def save(folder: str, config: ml_collections.ConfigDict,
+         params: Dict[str, Any], step: int, source: str,
+         dtype: str = 'float16') -> str:
+  """Writes a model as `load` reads it: `params` in `dtype` and the config
+  (with `source`, where it came from, beside them). The weights are
+  written under a temporary name, then renamed: a killed run never leaves
+  a half-written model. Returns the weights' path."""
+  params = jax.tree.map(lambda x: np.asarray(x, dtype), params)
+  os.makedirs(folder, exist_ok=True)
+  path = os.path.join(folder, WEIGHTS)
+  with open(path + '.tmp', 'wb') as f:
+    f.write(flax.serialization.msgpack_serialize({'params': params}))
+  os.replace(path + '.tmp', path)
+  with open(os.path.join(folder, CONFIG + '.tmp'), 'w') as f:
+    json.dump({'step': int(step), 'workdir': source,
+               'parameter_dtype': dtype,
+               'config': json.loads(config.to_json_best_effort())},
+              f, indent=2, sort_keys=True)
+  os.replace(os.path.join(folder, CONFIG + '.tmp'),
+             os.path.join(folder, CONFIG))
+  return path
