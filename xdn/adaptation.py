@@ -53,6 +53,8 @@ from xdn import pretrained
 from xdn.inference import Denoiser
 
 Array = jax.Array
+# Tiles with more clipped pixels than this are left out.
+MAX_CLIPPED = 0.01
 # `noise_gain`'s bounds.
 MAX_GAIN = 1.25
 # progress(step, total steps or None, seconds so far, seconds left or None,
@@ -141,12 +143,17 @@ def _tile_images(images: Sequence[np.ndarray],
     h, w = image.shape
     for y in range(0, h - tile + 1, tile):
       for x in range(0, w - tile + 1, tile):
-        tiles.append(image[y:y + tile, x:x + tile])
+        part = image[y:y + tile, x:x + tile]
+        # R2R needs additive noise: where the noisy image clipped (black
+        # collimation, burnt-in labels, saturation) it is not.
+        if np.mean((part <= 0.0) | (part >= 1.0)) > MAX_CLIPPED:
+          continue
+        tiles.append(part)
         owner.append(i)
   if len(tiles) < 2:
     raise errors.UserError(
-        f'adaptation needs at least 2 tiles of {tile}x{tile} px in its '
-        f'images; give larger images or a smaller adapt tile')
+        f'adaptation needs at least 2 unclipped tiles of {tile}x{tile} px '
+        'in its images; give larger images or a smaller adapt tile')
   owner = np.asarray(owner)
   return _Tiles(np.stack(tiles)[..., None].astype(np.float32),
                 tuple(p[owner] for p in params)), owner
