@@ -134,3 +134,19 @@ def test_mistakes_are_refused_in_one_line(clean_dir, tmp_path):
       call()
     assert '\n' not in str(info.value)
   noisy_copy.make_copy(clean_dir, out, 'gaussian:10', overwrite=True)
+
+
+def test_vendor_edge_enhancement_of_correlated_noise():
+  # --sharpen unsharp-masks the noise alone: the clean image stays the
+  # reference, the texture loses neighbour correlation and gains power.
+  import jax  # pylint: disable=g-import-not-at-top
+  clean = np.full((256, 256), 0.5, np.float32)
+  key = jax.random.key(0)
+  plain = noisy_copy.corrupt(clean, key, 'correlated_gaussian', 15.0, 0.0,
+                             correlation=0.5) - clean
+  sharp = noisy_copy.corrupt(clean, key, 'correlated_gaussian', 15.0, 0.0,
+                             correlation=0.5, sharpen=1.0) - clean
+  rho = lambda n: np.mean(n[1:] * n[:-1]) / np.mean(n * n)
+  assert rho(plain) == pytest.approx(0.5, abs=0.05)
+  assert rho(sharp) < rho(plain) - 0.03
+  assert sharp.std() > plain.std() * 1.1
