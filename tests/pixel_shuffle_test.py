@@ -29,13 +29,22 @@ def test_merge_undoes_split(stride):
 
 def test_shuffled_denoising_keeps_the_size_and_is_exact_for_identity():
   x = jax.random.uniform(jax.random.key(0), (1, 37, 41, 1))
-  np.testing.assert_array_equal(pd.denoise_shuffled(lambda v: v, x, 3), x)
-  # Each sub-image is processed alone: a sub-image mean is not the image's.
-  means = pd.denoise_shuffled(
-      lambda v: jnp.broadcast_to(v.mean((1, 2), keepdims=True), v.shape),
-      x, 2)
-  assert means.shape == x.shape
-  assert len(np.unique(np.asarray(means))) == 4
+  for shifts in (False, True):
+    np.testing.assert_allclose(pd.denoise_shuffled(lambda v: v, x, 3,
+                                                   shifts), x, atol=1e-6)
+
+
+def test_shifted_shuffles_remove_the_sub_image_grid():
+  # A model that treats the sub-images differently (here: sub-image k
+  # gains k / 100) leaves a stride-periodic grid; the shifts average it out.
+  x = jnp.full((1, 32, 32, 1), 0.5)
+  offset = lambda v: v + (jnp.arange(v.shape[0]) / 100.0)[:, None, None,
+                                                          None]
+  grid = np.asarray(pd.denoise_shuffled(offset, x, 2, shifts=False))
+  assert len(np.unique(grid.round(6))) == 4
+  smooth = np.asarray(pd.denoise_shuffled(offset, x, 2, shifts=True))
+  assert np.ptp(smooth) < 1e-6
+  assert smooth.mean() == pytest.approx(0.5 + 0.015, abs=1e-6)
 
 
 @pytest.mark.parametrize('rho', [0.0, 0.3, 0.5, 0.7, 0.85])
@@ -105,11 +114,17 @@ def test_denoiser_applies_a_shuffle_trained_model_through_the_shuffle():
   config.loss.pd_stride = 4
   config.loss.pd_inference_stride = 2
   _, variables = model_and_variables(config)
-  denoiser = inference.Denoiser(config, variables, step=0, name='pd')
+  denoiser = inference.Denoiser(config, variables, step=0, name='pd',
+                                ensemble_max_pixels=0)
   assert denoiser.size_multiple == 2 * inference.models.size_multiple(config)
   x = np.asarray(noisy_images(n=1, size=48))
   plain = config.copy_and_resolve_references()
   plain.loss.pd_stride = 0
-  direct = inference.Denoiser(plain, variables, step=0, name='plain')
-  by_hand = pd.merge(jnp.asarray(direct(np.asarray(pd.split(x, 2)))), 2)
+  direct = inference.Denoiser(plain, variables, step=0, name='plain',
+                              ensemble_max_pixels=0)
+  forward = direct.forward()  # Unclipped: the Denoiser clips the mean.
+  by_hand = jnp.clip(pd.denoise_shuffled(
+      lambda v: forward(variables, v, None, True), jnp.asarray(x), 2), 0, 1)
   np.testing.assert_allclose(denoiser(x), by_hand, atol=1e-5)
+  unshuffled = direct(x)
+  assert np.abs(np.asarray(by_hand) - unshuffled).max() > 1e-4

@@ -79,18 +79,30 @@ def stride_for(rho: float, threshold: float = INDEPENDENT) -> int:
 
 
 def denoise_shuffled(fn: Callable[[Array], Array], images: Array,
-                     stride: int) -> Array:
+                     stride: int, shifts: bool = True) -> Array:
   """fn applied to the stride-s sub-images of `images`, shuffled back.
 
-  The images are edge-padded to multiples of the stride, and the output
+  Each sub-image is denoised alone, so their small offsets would show as a
+  stride-periodic grid (a checkerboard at stride 2); with `shifts` the
+  output is the mean over the s^2 shifts of the shuffle's grid, which
+  puts every pixel in every sub-image position once (s^2 times the cost).
+  The images are edge-padded by a stride on each side, and the output
   cropped back to their size.
   """
   if stride <= 1:
     return fn(images)
   _, h, w, _ = images.shape
-  ph, pw = -h % stride, -w % stride
-  padded = jnp.pad(images, ((0, 0), (0, ph), (0, pw), (0, 0)), mode='edge')
-  return merge(fn(split(padded, stride)), stride)[:, :h, :w]
+  s = stride
+  padded = jnp.pad(images, ((0, 0), (s, s + -h % s), (s, s + -w % s),
+                            (0, 0)), mode='edge')
+  offsets = [(i, j) for i in range(s) for j in range(s)] if shifts else [
+      (0, 0)]
+  outs = []
+  for i, j in offsets:
+    window = padded[:, i:i + h + s + -h % s, j:j + w + s + -w % s]
+    out = merge(fn(split(window, s)), s)
+    outs.append(out[:, s - i:s - i + h, s - j:s - j + w])
+  return jnp.mean(jnp.stack(outs), axis=0)
 
 
 def training_stride(config: ml_collections.ConfigDict) -> int:
