@@ -92,7 +92,7 @@ def test_small_images_get_the_x8_self_ensemble(shipped):
                              shipped.name, ensemble_max_pixels=0)
   manual = np.mean([
       np.asarray(inference._undo_dihedral(  # pylint: disable=protected-access
-          plain(np.asarray(inference._dihedral(images, k)), level), k))  # pylint: disable=protected-access
+          plain(np.asarray(inference.dihedral(images, k)), level), k))  # pylint: disable=protected-access
       for k in range(8)], axis=0)
   np.testing.assert_allclose(ensembled, manual, atol=1e-5)
   assert not np.allclose(ensembled, plain(images, level), atol=1e-4)

@@ -26,9 +26,12 @@ seeded share of the tiles is held out. Every `eval_every` steps the R2R
 error on the held-out tiles (with fixed recorruptions, so models are
 compared on the same noise) judges the weights; the starting model is
 judged first, and a checkpoint replaces the best only when its held-out
-error is lower by more than two standard errors of the paired difference.
-When nothing beats the start, the start is what comes back, and the log
-says so.
+error is lower by more than two standard errors of the paired difference
+and it removes no more than the start's residual or the noise told (the
+discrepancy principle, against a biased criterion). Clipped pixels and
+mostly clipped tiles are left out, and images that clip throughout are not
+adapted to. When nothing passes, the start is what comes back, and the
+log says so.
 """
 
 from __future__ import annotations
@@ -45,12 +48,14 @@ import numpy as np
 import optax
 
 from xdn import errors
+from xdn import image_quality
 from xdn import noise
 from xdn import noise_estimation
 from xdn import noise_report
 from xdn import noise_texture
 from xdn import pretrained
-from xdn.inference import Denoiser
+from xdn.inference import Denoiser, dihedral
+from xdn.self_supervised import masked_mse
 
 Array = jax.Array
 # Tiles with more clipped pixels than this are left out.
@@ -148,9 +153,9 @@ class _Tiles:
 
 
 def _tile_images(images: Sequence[np.ndarray],
-                 params: Tuple[np.ndarray, ...], tile: int
-                 ) -> Tuple[_Tiles, np.ndarray]:
-  """All whole tiles of all images, and the image index of each."""
+                 params: Tuple[np.ndarray, ...], tile: int) -> _Tiles:
+  """All whole, unclipped tiles of all images, each with its image's
+  noise params."""
   tiles, owner, clipped = [], [], []
   for i, image in enumerate(images):
     h, w = image.shape
@@ -162,7 +167,7 @@ def _tile_images(images: Sequence[np.ndarray],
         # collimation, burnt-in labels, saturation) it is not, and its
         # neighbours' noise is truncated too. Measured on edge-enhanced
         # noise: tiles up to 25 % clipped (their clipped pixels out of the
-        # loss) gave -1.5 dB, tiles up to 1 % +0.65 dB.
+        # loss) gave -1.5 dB, tiles up to 1 % +0.5 dB.
         if clipped[-1] > MAX_CLIPPED:
           continue
         tiles.append(part)
@@ -178,7 +183,7 @@ def _tile_images(images: Sequence[np.ndarray],
         'adapt to by recorruption')
   owner = np.asarray(owner)
   return _Tiles(np.stack(tiles)[..., None].astype(np.float32),
-                tuple(p[owner] for p in params)), owner
+                tuple(p[owner] for p in params))
 
 
 def _split(count: int, config: ml_collections.ConfigDict
@@ -237,12 +242,13 @@ def _r2r(forward: Callable, variables, noisy: Array,
   z = recorruption(key, noisy, params, kernel)
   noisier, told = noisy + alpha * z, told_noisier(params, alpha)
   out = forward(variables, noisier, told, True)
-  # Clipped pixels hold no additive noise: they do not count.
-  counted = ((noisy > 0.0) & (noisy < 1.0)).astype(jnp.float32)
-  error = (jnp.sum(counted * jnp.square(out - (noisy - z / alpha)),
-                   axis=(1, 2, 3)) /
-           jnp.maximum(jnp.sum(counted, axis=(1, 2, 3)), 1.0))
+  error = masked_mse(out, noisy - z / alpha, _unclipped(noisy))
   return error, noisier, told, out
+
+
+def _unclipped(noisy: Array) -> Array:
+  """1 where a pixel holds additive noise (not clipped to 0 or 1), else 0."""
+  return ((noisy > 0.0) & (noisy < 1.0)).astype(jnp.float32)
 
 
 def strength_drift(forward: Callable, variables, start_variables,
@@ -271,10 +277,8 @@ def residual_power(forward: Callable, variables, noisy: Array,
   """Per-tile mean of (y - f(y))^2 over the unclipped pixels, the model
   told the noise as at inference, at full strength: [B]."""
   told = params[:-1] + (jnp.ones_like(params[-1]),)
-  out = forward(variables, noisy, told, True)
-  counted = ((noisy > 0.0) & (noisy < 1.0)).astype(jnp.float32)
-  return (jnp.sum(counted * jnp.square(noisy - out), axis=(1, 2, 3)) /
-          jnp.maximum(jnp.sum(counted, axis=(1, 2, 3)), 1.0))
+  return masked_mse(forward(variables, noisy, told, True), noisy,
+                    _unclipped(noisy))
 
 
 def noise_power(held: _Tiles) -> float:
@@ -323,26 +327,31 @@ def _prepare(denoiser: Denoiser, images: Sequence[np.ndarray],
   if noise_levels is None:
     noise_levels = [noise_estimation.estimate_noise(i) for i in images]
   params = denoiser.noise_params(noise_levels, len(images))
-  tiles, _ = _tile_images(images, params, config.tile)
+  tiles = _tile_images(images, params, config.tile)
   train_index, held_index = _split(len(tiles.images), config)
+  # One search for the flat regions serves the texture and its level.
+  size = noise_texture.region_for(images)
+  regions = noise_texture.flat_regions(images, size)
   try:
-    kernel = noise_texture.estimate_kernel(images, config.kernel_radius)
+    kernel = noise_texture.kernel_from_nps(image_quality.nps_of_rois(
+        noise_texture.pooled_residuals(regions, size)), config.kernel_radius)
   except errors.UserError:
     # Clipped everywhere (very strong noise, burnt-in borders): the texture
     # the estimator measured, in xdn's correlated-noise family.
     kernel = noise_texture.kernel_of_correlations(
         float(np.mean([l.rho_y for l in noise_levels])),
         float(np.mean([l.rho_x for l in noise_levels])), config.kernel_radius)
-  gain = noise_gain(images, params)
+  gain = noise_gain(images, params, regions, size)
   return (_subset(tiles, train_index), _subset(tiles, held_index),
           kernel * np.float32(gain))
 
 
-def noise_gain(images: Sequence[np.ndarray], params: Tuple[np.ndarray, ...]
-               ) -> float:
+def noise_gain(images: Sequence[np.ndarray], params: Tuple[np.ndarray, ...],
+               regions: Sequence[Optional[noise_report.FlatRegions]],
+               size: int) -> float:
   """The factor on the estimated noise std that gives the variance
-  measured on the images' flattest regions, within [1 / MAX_GAIN,
-  MAX_GAIN].
+  measured on the images' flattest regions (`regions`, of `size` px, from
+  `noise_texture.flat_regions`), within [1 / MAX_GAIN, MAX_GAIN].
 
   Fresh noise weaker than the image's makes R2R's target share noise with
   its input (the model learns to keep noise); stronger, it learns to
@@ -352,19 +361,15 @@ def noise_gain(images: Sequence[np.ndarray], params: Tuple[np.ndarray, ...]
   regions' variance is anatomy, not noise.
   """
   measured = predicted = 0.0
-  r = noise_texture.region_for(images)
-  for i, image in enumerate(images):
-    try:
-      corners = noise_report.blocks_flattest(image, r)
-    except ValueError:
+  for i, (image, found) in enumerate(zip(images, regions)):
+    if found is None:
       continue
     std = np.asarray(noise.noise_std_map(
         jnp.asarray(image)[None, ..., None], params[0][i], params[1][i],
         params[3][i]))[0, ..., 0]
-    for y, x in corners:
-      measured += float(np.var(noise_report.detrend(
-          image[y:y + r, x:x + r].astype(np.float64))))
-      predicted += float(np.mean(std[y:y + r, x:x + r]**2))
+    for residual, (y, x) in zip(found.residuals, found.corners):
+      measured += float(np.var(residual))
+      predicted += float(np.mean(std[y:y + size, x:x + size]**2))
   if predicted <= 0:
     return 1.0
   return float(np.clip(np.sqrt(measured / predicted), 1 / MAX_GAIN, MAX_GAIN))
@@ -486,8 +491,8 @@ def adapt(denoiser: Denoiser, images: Sequence[np.ndarray],
     # takes the same flip, so z keeps the noise's (possibly anisotropic)
     # texture.
     flips = int(rng.integers(0, 8))
-    batch_images = _dihedral(train.images[pick], flips)
-    batch_kernel = _dihedral(kernel[None, :, :, None], flips)[0, :, :, 0]
+    batch_images = dihedral(train.images[pick], flips)
+    batch_kernel = dihedral(kernel[None, :, :, None], flips)[0, :, :, 0]
     batch_params = tuple(q[pick] for q in train.params)
     p, opt_state, _ = step_fn(p, opt_state, batch_images, batch_params,
                               batch_kernel,
@@ -529,18 +534,6 @@ def adapt(denoiser: Denoiser, images: Sequence[np.ndarray],
   return Result(adapted, kept_start=best_step == 0, best_step=best_step,
                 steps=step, seconds=time.monotonic() - started,
                 history=history, kernel=kernel)
-
-
-def _dihedral(images: np.ndarray, k: int) -> np.ndarray:
-  """The k-th (0-7) flip / transposition of [B, H, W, 1] square tiles (a
-  transpose swaps the axes' correlations; the model is told their mean)."""
-  if k & 4:
-    images = np.swapaxes(images, 1, 2)
-  if k & 2:
-    images = images[:, :, ::-1]
-  if k & 1:
-    images = images[:, ::-1]
-  return np.ascontiguousarray(images)
 
 
 def save(denoiser: Denoiser, folder: str) -> str:

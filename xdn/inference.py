@@ -212,7 +212,7 @@ class Denoiser:
                         1.0)
       # Transposing swaps the axes' correlations; the model is told their
       # mean, which a transpose keeps.
-      outs = [_undo_dihedral(denoise(variables, _dihedral(images, k),
+      outs = [_undo_dihedral(denoise(variables, dihedral(images, k),
                                      params, at_full), k) for k in range(8)]
       return jnp.mean(jnp.clip(jnp.stack(outs), 0.0, 1.0), axis=0)
 
@@ -345,7 +345,7 @@ class Denoiser:
     return np.concatenate(outputs) if outputs else images.copy()
 
 
-def _dihedral(images: jax.Array, k: int) -> jax.Array:
+def dihedral(images: jax.Array, k: int) -> jax.Array:
   """The k-th (0-7) of the 8 flips / transpositions of [B, H, W, C] images."""
   if k & 4:
     images = jnp.swapaxes(images, 1, 2)

@@ -16,7 +16,7 @@ Images are float [H, W] arrays in [0, 1]; numpy only.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -34,25 +34,41 @@ SMALL_REGION = 32  # For images under REGION.
 RADIUS = 7  # The kernel is (2 RADIUS + 1)^2: correlations up to 7 px.
 
 
-def flat_residuals(images: Sequence[np.ndarray], region: int = REGION,
-                   fraction: float = 0.25) -> np.ndarray:
-  """The detrended flattest `fraction` of each image's regions, pooled:
-  [N, region, region]. Images too small or clipped everywhere add none."""
-  pooled = []
+def flat_regions(images: Sequence[np.ndarray], region: int = REGION,
+                 fraction: float = 0.25
+                 ) -> list[Optional[noise_report.FlatRegions]]:
+  """Each image's detrended flattest `fraction` of regions
+  (`noise_report.flat_regions`); None for an image too small or clipped
+  everywhere."""
+  found = []
   for image in images:
     image = np.asarray(image, np.float64)
     if min(image.shape) < region:
+      found.append(None)
       continue
     try:
-      pooled.append(noise_report.flat_regions(image, region,
-                                              fraction).residuals)
+      found.append(noise_report.flat_regions(image, region, fraction))
     except ValueError:  # No unclipped region: nothing to learn from it.
-      continue
+      found.append(None)
+  return found
+
+
+def pooled_residuals(regions: Sequence[Optional[noise_report.FlatRegions]],
+                     region: int) -> np.ndarray:
+  """The residuals of `flat_regions`, pooled: [N, region, region]."""
+  pooled = [r.residuals for r in regions if r is not None]
   if not pooled:
     raise errors.UserError(
         f'no unclipped {region}x{region} region in the images to measure '
         'the noise texture on; give images of at least that size')
   return np.concatenate(pooled)
+
+
+def flat_residuals(images: Sequence[np.ndarray], region: int = REGION,
+                   fraction: float = 0.25) -> np.ndarray:
+  """The detrended flattest `fraction` of each image's regions, pooled:
+  [N, region, region]. Images too small or clipped everywhere add none."""
+  return pooled_residuals(flat_regions(images, region, fraction), region)
 
 
 def kernel_from_nps(nps: np.ndarray, radius: int = RADIUS) -> np.ndarray:
