@@ -48,7 +48,6 @@ import numpy as np
 
 from xdn import errors
 from xdn import noise
-from xdn import image_io
 from xdn import inference
 from xdn import noise_estimation
 from xdn import outputs
@@ -306,11 +305,8 @@ def _out_of_memory(error: Exception) -> bool:
 
 def _log_failure(path: str, error: Exception, verbose: bool) -> None:
   """One error line naming the file; the traceback at debug level."""
-  message = image_io.clean_message(error) or type(error).__name__
-  if not isinstance(error, (ValueError, OSError)):
-    # Not a bad file but a bug (or a case nobody foresaw): say so.
-    message = (f'failed with an unexpected {type(error).__name__}: {message} '
-               '(run with --verbose for the traceback, and please report it)')
+  message = outputs.failure_message(
+      error, 'run with --verbose for the traceback, and ')
   logging.error('%s', message if path in message else f'{path}: {message}')
   if verbose:
     logging.error('Traceback of %s:', path, exc_info=error)

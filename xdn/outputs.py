@@ -12,6 +12,7 @@ import threading
 from typing import Any, Collection, Optional
 
 import xdn
+from xdn import image_io
 from xdn import radiograph_io
 from xdn.noise_estimation import NoiseEstimate
 
@@ -98,3 +99,14 @@ def describe(denoiser: Any, noise_level: Optional[NoiseEstimate] = None
             'estimated from each image')
     text += f', strength {denoiser.strength_label}, noise told: {told}'
   return text
+
+
+def failure_message(error: BaseException, hint: str = '') -> str:
+  """What went wrong with a file, in words: its error's message, and for
+  an error that is not a bad file (ValueError, OSError) but a bug, a note
+  saying so, with `hint` (how to see more) before the request to report."""
+  message = image_io.clean_message(error) or type(error).__name__
+  if not isinstance(error, (ValueError, OSError)):
+    message = (f'failed with an unexpected {type(error).__name__}: {message} '
+               f'({hint}please report it)')
+  return message

@@ -204,10 +204,7 @@ def read_radiograph(path: str, description: str,
 
 def failure_reason(path: str, error: BaseException) -> str:
   """One line: what went wrong with `path`, as xdn-denoise words it."""
-  message = image_io.clean_message(error) or type(error).__name__
-  if not isinstance(error, (ValueError, OSError)):
-    message = (f'failed with an unexpected {type(error).__name__}: {message} '
-               '(please report it)')
+  message = outputs.failure_message(error)
   return ' '.join(message.split())  # One line whatever the message held.
 
 
