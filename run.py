@@ -52,7 +52,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   checkpoints.quiet_orbax_logs()
-  xla_flags.configure_xla_cpu()  # Before the first JAX computation.
+  xla_flags.configure_xla_cpu(training=True)  # Before the first JAX call.
   compile_cache.enable()  # A resumed run compiles nothing it compiled before.
   config = FLAGS.config
   if config.distributed:

@@ -27,7 +27,7 @@ BOTTOM = {'xdn.noise', 'xdn.metrics', 'xdn.image_io', 'xdn.radiograph_io',
           'xdn.noise_estimation', 'xdn.errors', 'xdn.batching',
           'xdn.noise_physics', 'xdn.lesions', 'xdn.task_metrics',
           'xdn.noise_report', 'xdn.xla_flags', 'xdn.strength',
-          'xdn.image_quality', 'xdn.dicom_derived'}
+          'xdn.image_quality', 'xdn.dicom_derived', 'xdn.size_buckets'}
 ALLOWED_IN_BOTTOM = BOTTOM | {'xdn.models'}
 
 
@@ -72,8 +72,11 @@ def test_bottom_layer_imports_only_the_bottom(module):
   assert imported <= ALLOWED_IN_BOTTOM, imported - ALLOWED_IN_BOTTOM
 
 
+# Off the shipped model's denoising path: TensorFlow, plotting, training
+# code, and orbax / optax (loaded only for a training workdir's model).
 _HEAVY = ('tensorflow', 'tensorflow_datasets', 'clu', 'xdn.train',
-          'xdn.data.pipeline', 'xdn.fidelity_loss', 'matplotlib')
+          'xdn.data.pipeline', 'xdn.fidelity_loss', 'matplotlib',
+          'orbax.checkpoint', 'optax', 'xdn.state', 'xdn.checkpoints')
 
 
 def _loaded_heavy_modules(code: str, cwd: str) -> list:

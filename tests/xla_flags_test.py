@@ -65,6 +65,23 @@ def test_configure_in_a_fresh_process_starts_jax(tmp_path):
   assert 'ynn_fusion_type=eltwise' in result.stdout
 
 
+def test_training_leaves_the_onednn_custom_call_out():
+  # Fresh processes: what run.py (training) and xdn-denoise (inference)
+  # would add on this jaxlib.
+  env = {k: v for k, v in os.environ.items()
+         if k not in ('XLA_FLAGS', 'XDN_KEEP_XLA_FLAGS')}
+  added = {}
+  for training in (False, True):
+    added[training] = subprocess.run(
+        [sys.executable, '-c', 'from xdn import xla_flags; '
+         f'print(xla_flags.configure_xla_cpu(training={training}))'],
+        cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=120).stdout
+  assert 'onednn' not in added[True]
+  if 'onednn' in added[False]:  # jaxlib >= 0.12 on x86: the rest stays.
+    assert 'ynn_fusion_type' in added[True]
+
+
 def test_cpu_features_are_read():
   features = xla_flags.cpu_features()
   if os.path.exists('/proc/cpuinfo'):

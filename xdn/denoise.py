@@ -53,6 +53,7 @@ from xdn import noise_estimation
 from xdn import outputs
 from xdn import pretrained
 from xdn import radiograph_io
+from xdn import size_buckets
 from xdn import strength as strength_lib
 from xdn.inference import Denoiser, denoise_image
 # Output naming and writing, shared with xdn-beam (kept importable from here).
@@ -109,6 +110,12 @@ def define_flags() -> None:
                        f'{inference.OVERLAP} for the U-Net.')
   flags.DEFINE_integer('max_pixels', inference.MAX_WHOLE_PIXELS, 'U-Net: images up to this '
                        'many pixels are denoised whole, larger ones in tiles.')
+  flags.DEFINE_integer('size_buckets', size_buckets.STEPS_PER_OCTAVE,
+                       'U-Net: whole images are padded to the next of this '
+                       'many sizes per octave, so that a folder of many sizes '
+                       'compiles a few programs; the outputs are those of '
+                       'each size alone (xdn.size_buckets). 0: compile each '
+                       'size.')
   flags.DEFINE_integer('ensemble_max_pixels', 256 * 256, 'Images of at most '
                        'this many pixels are denoised as the mean over their 8 '
                        'flips/rotations (better, 8x the compute); 0: never.')
@@ -384,6 +391,8 @@ def load_model() -> Denoiser:
   strength = (strength_lib.parse(FLAGS.strength)
               if FLAGS.strength is not None else None)
   if FLAGS.workdir:
+    from xdn import checkpoints  # pylint: disable=g-import-not-at-top
+    checkpoints.quiet_orbax_logs()  # Orbax is loaded for workdirs only.
     denoiser = inference.load(FLAGS.workdir, FLAGS.checkpoint,
                               FLAGS.precision, strength)
     source = FLAGS.workdir
@@ -492,8 +501,6 @@ def main(argv: Sequence[str]) -> None:
   inputs = argv[1:]
   from xdn import xla_flags  # pylint: disable=g-import-not-at-top
   xla_flags.configure_xla_cpu()  # Before the first JAX computation.
-  from xdn import checkpoints  # pylint: disable=g-import-not-at-top
-  checkpoints.quiet_orbax_logs()
   if not FLAGS.compile_cache:
     os.environ['XDN_COMPILE_CACHE'] = '0'
   if FLAGS.example:
@@ -512,8 +519,11 @@ def main(argv: Sequence[str]) -> None:
     denoiser = load_model()
   except errors.UserError as e:
     raise SystemExit(f'error: {e}') from None
+  if FLAGS.size_buckets < 0:
+    raise app.UsageError('--size_buckets must be >= 0 (0: no buckets)')
   denoiser.batch_size = FLAGS.batch_size
   denoiser.ensemble_max_pixels = FLAGS.ensemble_max_pixels
+  denoiser.bucket_steps = FLAGS.size_buckets
   if noise_level is not None:
     if not denoiser.takes_noise_map:
       logging.warning('--noise is ignored: model %s takes no noise level',

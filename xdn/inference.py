@@ -8,8 +8,9 @@ A model that takes a noise-level map (the shipped one) is told the noise of
 each image: given as a `NoiseEstimate` (`xdn.noise_estimation.known_noise`)
 or, by default, estimated from the image itself (blind).
 
-Used by `xdn-evaluate` and `xdn-denoise`. Imports JAX, flax and orbax but
-neither training code nor TensorFlow, so it starts quickly.
+Used by `xdn-evaluate` and `xdn-denoise`. Imports JAX and flax, but neither
+training code nor TensorFlow (nor orbax and optax, until a training
+workdir's model is loaded), so it starts quickly.
 """
 
 import copy
@@ -26,7 +27,6 @@ import ml_collections
 import numpy as np
 
 from xdn import batching
-from xdn import checkpoints
 from xdn import compile_cache
 from xdn import errors
 from xdn import models
@@ -34,7 +34,7 @@ from xdn import noise
 from xdn import noise_estimation
 from xdn import pixel_shuffle
 from xdn import pretrained
-from xdn import state as state_lib
+from xdn import size_buckets
 from xdn import strength as strength_lib
 from xdn import xla_flags
 from xdn.noise_estimation import NoiseEstimate
@@ -138,6 +138,10 @@ class Denoiser:
   # on the noise the model is told; None: the model's default
   # (`strength.default_for`: 'medium' once calibrated, else 'full').
   strength: Optional[strength_lib.Strength] = None
+  # Whole images are padded into size buckets of this many sizes per
+  # octave (`xdn.size_buckets`), so that a folder of many sizes compiles a
+  # few programs; outputs as without. 0: each size compiled as it is.
+  bucket_steps: int = size_buckets.STEPS_PER_OCTAVE
   _apply: Callable = dataclasses.field(init=False, repr=False)
 
   def __post_init__(self):
@@ -154,14 +158,16 @@ class Denoiser:
   def forward(self, dtype: str = 'float32') -> Callable:
     """The model as a pure function in compute `dtype`, not jitted:
     (variables, images [B, H, W, 1], noise params of `noise_params`,
-    at_full) -> float32 output. Differentiable in `variables` (what
-    `xdn.adaptation` fine-tunes)."""
+    at_full, valid=None, margin=None) -> float32 output; `valid`, `margin`:
+    the images' region [rows, cols] inside a size bucket and its static
+    bound (`takes_valid` models, `unet.Region`). Differentiable in
+    `variables` (what `xdn.adaptation` fine-tunes)."""
     config = self.config
     if dtype != config.model.get('dtype', 'float32'):
       config = config.copy_and_resolve_references()
       config.model.dtype = dtype
     model = models.create_model(config)
-    channels = state_lib.noise_channels(self.config)
+    channels = models.noise_channels(self.config)
     stride = pixel_shuffle.inference_stride(self.config)
     # A model with a fidelity branch is its base alone at full strength (the
     # branch's output is multiplied by 1 - s = 0): skip the branch's cost.
@@ -172,8 +178,9 @@ class Denoiser:
       base_config.model.fidelity_branch_width = 0
       base = models.create_model(base_config)
 
-    def denoise(variables, images, params, at_full):
+    def denoise(variables, images, params, at_full, valid=None, margin=None):
       net = model
+      region = {} if valid is None else {'valid': valid, 'margin': margin}
       if channels:
         a, b, rho, dose, scale = params
         if channels == 3 and at_full and base is not None:
@@ -195,7 +202,7 @@ class Denoiser:
       # A model trained on pixel-shuffled sub-images is applied to them.
       out = pixel_shuffle.denoise_shuffled(
           lambda x: models.denoised_image(net.apply(variables, x,
-                                                    train=False)),
+                                                    train=False, **region)),
           images, stride)
       return out.astype(jnp.float32)
 
@@ -205,11 +212,12 @@ class Denoiser:
     """The jitted model in compute `dtype` (compiled on first use)."""
     denoise = self.forward(dtype)
 
-    @functools.partial(jax.jit, static_argnums=(3, 4))
-    def apply(variables, images, params, ensemble: bool, at_full: bool):
+    @functools.partial(jax.jit, static_argnums=(3, 4, 6))
+    def apply(variables, images, params, ensemble: bool, at_full: bool,
+              valid, margin):
       if not ensemble:
-        return jnp.clip(denoise(variables, images, params, at_full), 0.0,
-                        1.0)
+        return jnp.clip(denoise(variables, images, params, at_full, valid,
+                                margin), 0.0, 1.0)
       # Transposing swaps the axes' correlations; the model is told their
       # mean, which a transpose keeps.
       outs = [_undo_dihedral(denoise(variables, dihedral(images, k),
@@ -285,6 +293,25 @@ class Denoiser:
             images.shape[1] * images.shape[2] <= self.ensemble_max_pixels)
 
   @property
+  def takes_valid(self) -> bool:
+    """Whether the model computes an image inside a larger input exactly
+    (a size bucket, `xdn.size_buckets`)."""
+    return (self.fixed_size is None and models.takes_valid(self.config) and
+            pixel_shuffle.inference_stride(self.config) == 1)
+
+  def bucketed(self, image_shape: Sequence[int]) -> bool:
+    """Whether a whole [H, W] image is denoised in its size bucket: not
+    when its size (padded to `size_multiple`) is a bucket's own, which is
+    then compiled as it is (no masks to compute)."""
+    h, w = image_shape[:2]
+    if not (self.bucket_steps > 0 and self.takes_valid and
+            h * w > self.ensemble_max_pixels):
+      return False
+    m = self.size_multiple
+    return size_buckets.bucket_shape(h, w, m, self.bucket_steps) != (
+        size_buckets.round_up(h, m), size_buckets.round_up(w, m))
+
+  @property
   def takes_noise_map(self) -> bool:
     return bool(self.config.model.get('noise_map', False))
 
@@ -297,7 +324,7 @@ class Denoiser:
   @property
   def takes_correlation(self) -> bool:
     """Whether the model is told the noise's spatial correlation."""
-    return state_lib.noise_channels(self.config) >= 2
+    return models.noise_channels(self.config) >= 2
 
   def noise_params(self, noise_levels: Optional[Sequence[NoiseEstimate]],
                    count: int) -> Tuple[np.ndarray, ...]:
@@ -310,16 +337,23 @@ class Denoiser:
     return a, b, rho, dose, self.strength_factors(noise_levels, count)
 
   def __call__(self, images: np.ndarray,
-               noise_levels: Optional[Sequence[NoiseEstimate]] = None
-               ) -> np.ndarray:
+               noise_levels: Optional[Sequence[NoiseEstimate]] = None,
+               valid: Optional[np.ndarray] = None,
+               margin: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """Denoises [B, H, W, 1] images; `noise_levels` one per image (or None).
 
     Models with a noise map estimate each image's noise when not told.
+    `valid`: int [rows, cols] of the images inside larger inputs, as
+    `size_buckets.pad` makes them (`takes_valid` models only), and
+    `margin` its static bound (`size_buckets.margins`); the output has
+    the inputs' size.
     """
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or images.shape[-1] != 1:
       raise errors.UserError(f'expected images shaped [B, H, W, 1], got '
                              f'{images.shape}')
+    if valid is not None and not self.takes_valid:
+      raise errors.UserError(f'model {self.name!r} takes no valid region')
     if self.fixed_size and images.shape[1:3] != (self.fixed_size,) * 2:
       raise errors.UserError(
           f'model {self.name!r} takes {self.fixed_size}x{self.fixed_size} '
@@ -340,8 +374,9 @@ class Denoiser:
       batch_params = tuple(batching.pad_batch(p[start:stop], size)[0]
                            for p in params)
       outputs.append(np.asarray(apply(
-          self.variables, batch, batch_params, self._ensemble(batch),
-          at_full))[:n])
+          self.variables, batch, batch_params,
+          valid is None and self._ensemble(batch), at_full, valid,
+          margin))[:n])
     return np.concatenate(outputs) if outputs else images.copy()
 
 
@@ -390,8 +425,11 @@ def _variance_params(levels: Optional[Sequence[NoiseEstimate]], count: int,
 # ---------------------------------------------------------------- loading
 
 
-def _abstract_state(config: ml_collections.ConfigDict) -> state_lib.TrainState:
+def _abstract_state(config: ml_collections.ConfigDict) -> Any:
   """The shapes of a fresh training state of `config` (nothing computed)."""
+  # Training's state and orbax are loaded only for a workdir's model: the
+  # shipped model's path starts without them (tests/structure_test.py).
+  from xdn import state as state_lib  # pylint: disable=g-import-not-at-top
   model = models.create_model(config)
   size = models.fixed_input_size(config) or config.data.image_size
   return jax.eval_shape(functools.partial(
@@ -416,6 +454,7 @@ def load_denoiser(workdir: str, which: str = 'best',
                   strength: Optional[strength_lib.Strength] = None
                   ) -> Denoiser:
   """The model trained in `workdir`: its best checkpoint (or latest)."""
+  from xdn import checkpoints  # pylint: disable=g-import-not-at-top
   xla_flags.configure_xla_cpu()  # Before the first JAX computation.
   compile_cache.enable()
   config = _with_levels(checkpoints.read_config(workdir), workdir)
@@ -552,8 +591,17 @@ def denoise_image(denoiser: Denoiser, image: np.ndarray, *, tile: int = 0,
     logging.info('Estimated noise: %s', noise_level.describe())
   fixed = getattr(denoiser, 'fixed_size', None)
   if fixed is None and tile <= 0 and image.size <= max_pixels:
-    return np.asarray(_call(denoiser, image[None, ..., None],
-                            noise_level))[0, ..., 0]
+    if getattr(denoiser, 'bucketed', lambda shape: False)(image.shape):
+      # One compiled program per bucket, not per size; same output.
+      padded, valid = size_buckets.pad(image[None, ..., None],
+                                       denoiser.size_multiple,
+                                       denoiser.bucket_steps)
+      levels = None if noise_level is None else [noise_level]
+      out = denoiser(padded, levels, valid, size_buckets.margins(
+          padded.shape, denoiser.size_multiple, denoiser.bucket_steps))
+    else:
+      out = np.asarray(_call(denoiser, image[None, ..., None], noise_level))
+    return out[0, :image.shape[0], :image.shape[1], 0]
   if fixed is not None:
     if tile > 0 and tile != fixed:
       raise errors.UserError(f'model {denoiser.name!r} takes {fixed}x{fixed} '

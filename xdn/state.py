@@ -14,6 +14,7 @@ import ml_collections
 import optax
 
 from xdn import errors
+from xdn.models import noise_channels  # pylint: disable=unused-import  # Re-exported.
 
 
 class TrainState(train_state.TrainState):
@@ -52,14 +53,6 @@ def create_optimizer(config: ml_collections.ConfigDict
   if oc.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(oc.grad_clip_norm), tx)
   return tx
-
-
-def noise_channels(config: ml_collections.ConfigDict) -> int:
-  """Input channels a model takes besides the image: its noise maps."""
-  noise_map = bool(config.model.get('noise_map', False))
-  return (int(noise_map) +
-          int(noise_map and config.model.get('correlation_map', False)) +
-          int(noise_map and config.model.get('strength_map', False)))
 
 
 def create_train_state(config: ml_collections.ConfigDict, model, key: jax.Array,

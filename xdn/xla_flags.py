@@ -12,10 +12,15 @@ What it chooses (measured with `xdn-bench` on a 2-core AMD Zen 5):
   jaxlib 0.10   YNNPACK off for convolutions: it ran these models' float32
                 convolutions 3-8x slower than XLA's Eigen path.
   jaxlib >= 0.12
-                every convolution on oneDNN (custom call) and none left to
-                YNNPACK: the U-Net forward pass at 0.70x the time, outputs
-                equal to 3e-7. (`--xla_cpu_use_onednn=true`, the older
-                route, makes bfloat16 56x slower and is never set.)
+                YNNPACK off for convolutions, and for inference every
+                convolution on oneDNN (custom call): the U-Net forward pass
+                at 0.70x the time, outputs equal to 3e-7. Not for training
+                (`training=True`: run.py, xdn-bench's train steps): on a
+                4th-generation Xeon the oneDNN custom call ran the train
+                steps at 0.85x the images/s (U-Net quick 86 against 100,
+                VAE 329 against 394), while XLA's own convolutions with
+                YNNPACK off matched jaxlib 0.10. (`--xla_cpu_use_onednn=true`,
+                the older route, makes bfloat16 56x slower and is never set.)
 `cpu_features()` reads the CPU's flags; `native_bfloat16()` says whether
 bfloat16 arithmetic is native (AVX512_BF16 or AMX), which
 `xdn.inference`'s precision='auto' needs.
@@ -108,12 +113,14 @@ def native_bfloat16() -> bool:
 
 
 
-def configure_xla_cpu(onednn: bool = True) -> List[str]:
+def configure_xla_cpu(onednn: bool = True, training: bool = False
+                      ) -> List[str]:
   """Adds the chosen flags to XLA_FLAGS (see the module docstring).
 
   `onednn=False` leaves out the oneDNN custom call (the test suite: its
   kernels round differently per batch size, and the suite compares one
-  device against four to 2e-4).
+  device against four to 2e-4); so does `training=True` (a process that
+  trains: it slows the train step, see the module docstring).
 
   Returns the flags added (none when the user set them, when
   XDN_KEEP_XLA_FLAGS=1, or when the jaxlib lacks them). XLA reads
@@ -131,7 +138,7 @@ def configure_xla_cpu(onednn: bool = True) -> List[str]:
   current = os.environ.get('XLA_FLAGS', '')
   added = [f for f in choose(version, platform.machine())
            if flag_name(f) not in current and known_to_jaxlib(flag_name(f))
-           and (onednn or f != _ONEDNN)]
+           and ((onednn and not training) or f != _ONEDNN)]
   if added:
     os.environ['XLA_FLAGS'] = ' '.join([current] + added).strip()
     logging.info('XLA_FLAGS=%s (chosen for jaxlib %s on %s)',

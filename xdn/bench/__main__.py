@@ -5,6 +5,10 @@ r"""Prints one JSON object with xdn's training and inference speed.
 
 `--reference` also times the original Keras models (TensorFlow, same
 process, same shapes) and adds `ratio` = xdn / keras train images/s.
+`--inference` times denoising in-process (xdn.bench.denoise_speed),
+`--folder` whole xdn-denoise processes on a folder, optionally against
+another checkout (xdn.bench.folder_speed), `--beam` xdn-beam
+(xdn.bench.beam_speed).
 """
 
 import json
@@ -40,13 +44,43 @@ _BEAM_WORKERS = flags.DEFINE_list('beam_workers', ['1', '2', '4'], '--beam: '
                                   'worker process counts.')
 _PRECISION = flags.DEFINE_enum('precision', 'float32',
                                ['auto', 'float32', 'bfloat16'],
-                               '--inference: compute precision.')
+                               '--inference: compute precision; --folder: '
+                               "xdn-denoise's --precision (default there: "
+                               'auto).')
+_FOLDER = flags.DEFINE_bool('folder', False, 'Time whole xdn-denoise '
+                            'processes on a folder of synthetic radiographs '
+                            'instead, first run (empty compilation cache) and '
+                            'later runs (xdn.bench.folder_speed).')
+_FOLDER_IMAGES = flags.DEFINE_integer('folder_images', 16, '--folder: '
+                                      'radiographs, cycling through the sizes.')
+_FOLDER_SIZES = flags.DEFINE_list('folder_sizes',
+                                  ['1024', '1536x1280', '2048', '2500'],
+                                  '--folder: sizes, N or HxW.')
+_ROUNDS = flags.DEFINE_integer('rounds', 3, '--folder: runs after the first.')
+_BASELINE = flags.DEFINE_string('baseline', None, '--folder: another xdn '
+                                'checkout (e.g. a git worktree of an older '
+                                'commit) to time the same way, interleaved, '
+                                'with its outputs compared.')
 
 
 def main(argv):
   del argv
+  if _FOLDER.value:  # Whole processes, configured as a user's are.
+    from xdn.bench import folder_speed  # pylint: disable=g-import-not-at-top
+    try:
+      results = folder_speed.benchmark(
+          _FOLDER_IMAGES.value, folder_speed.parse_sizes(_FOLDER_SIZES.value),
+          _ROUNDS.value,
+          _PRECISION.value if flags.FLAGS['precision'].present else None,
+          _BASELINE.value)
+    except ValueError as e:
+      raise SystemExit(f'error: {e}') from None
+    print(json.dumps(results))
+    print(folder_speed.markdown(results))
+    return
   from xdn import xla_flags  # pylint: disable=g-import-not-at-top
-  xla_flags.configure_xla_cpu()  # As run.py does: time what users train with.
+  # As the commands that run each do: time what users run.
+  xla_flags.configure_xla_cpu(training=not (_INFERENCE.value or _BEAM.value))
   if _BEAM.value:
     from xdn.bench import beam_speed  # pylint: disable=g-import-not-at-top
     results = beam_speed.benchmark(_BEAM_IMAGES.value,

@@ -25,50 +25,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
-
-from xdn import image_io
-
-SIZES = ((512, 512), (1024, 1024), (1536, 1536), (2048, 2048),
-         (2048, 1536), (1024, 768), (1536, 2048), (768, 512))
-
-
-def make_folder(folder: str, count: int, seed: int = 0) -> int:
-  """`count` radiographs of mixed sizes in `folder`; returns the pixels."""
-  from pydicom import uid  # pylint: disable=g-import-not-at-top
-  import pydicom  # pylint: disable=g-import-not-at-top
-  os.makedirs(folder, exist_ok=True)
-  rng = np.random.default_rng(seed)
-  total = 0
-  for i in range(count):
-    h, w = SIZES[i % len(SIZES)]
-    yy, xx = np.mgrid[:h, :w].astype(np.float32)
-    clean = 0.2 + 0.5 * np.exp(-(((yy - h / 2) / (0.4 * h))**2 +
-                                 ((xx - w / 2) / (0.3 * w))**2))
-    noisy = np.clip(clean + rng.normal(0, 0.03, (h, w)), 0, 1)
-    total += h * w
-    if i % 2 == 0:
-      png = np.round(noisy * 65535).astype(np.uint16)
-      with open(os.path.join(folder, f'img{i:03d}.png'), 'wb') as f:
-        f.write(image_io.encode_png(png, compress_level=1))
-      continue
-    ds = pydicom.Dataset()
-    ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.SOPClassUID = uid.DigitalXRayImageStorageForPresentation
-    ds.SOPInstanceUID = uid.generate_uid(entropy_srcs=['bench', str(i)])
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
-    ds.SeriesInstanceUID = uid.generate_uid(entropy_srcs=['bench'])
-    ds.StudyInstanceUID = uid.generate_uid(entropy_srcs=['bench study'])
-    ds.Modality = 'DX'
-    ds.PatientName = 'Synthetic^Bench'
-    ds.set_pixel_data(np.round(noisy * 4095).astype(np.uint16),
-                      'MONOCHROME2', 12, generate_instance_uid=False)
-    ds.save_as(os.path.join(folder, f'img{i:03d}.dcm'),
-               enforce_file_format=True)
-  return total
-
+from xdn.bench import synthetic_folder
 
 class _PeakMemory:
   """Peak summed RSS (bytes) of a process and all its descendants."""
@@ -119,30 +76,12 @@ def _timed(command: List[str]) -> Dict[str, Any]:
           'load_average': os.getloadavg()[0]}
 
 
-def _compare(folder: str, reference: str) -> Dict[str, Any]:
-  """Identical files, or the largest pixel difference in [0, 1] units."""
-  from xdn import radiograph_io  # pylint: disable=g-import-not-at-top
-  identical, worst, names = 0, 0.0, sorted(
-      n for n in os.listdir(reference) if n.endswith(('.png', '.dcm')))
-  for name in names:
-    a, b = os.path.join(folder, name), os.path.join(reference, name)
-    with open(a, 'rb') as fa, open(b, 'rb') as fb:
-      if fa.read() == fb.read():
-        identical += 1
-        continue
-    worst = max(worst, float(np.abs(
-        radiograph_io.read_radiograph(a).pixels -
-        radiograph_io.read_radiograph(b).pixels).max()))
-  return {'files': len(names), 'identical': identical,
-          'max_pixel_difference': worst}
-
-
 def benchmark(images: int = 16, workers: Sequence[int] = (1, 2, 4),
               folder: Optional[str] = None) -> Dict[str, Any]:
   """Times xdn-denoise and xdn-beam (see the module docstring)."""
   base = folder or tempfile.mkdtemp(prefix='xdn-beam-bench-')
   inputs = os.path.join(base, 'in')
-  pixels = make_folder(inputs, images)
+  pixels = synthetic_folder.make(inputs, images)
   python = sys.executable
   cli = lambda out: [python, '-m', 'xdn.denoise', f'--out={out}',
                      '--overwrite', inputs]
@@ -160,7 +99,7 @@ def benchmark(images: int = 16, workers: Sequence[int] = (1, 2, 4),
                      '--direct_running_mode=multi_processing',
                      f'--direct_num_workers={n}'])
     result['run'] = f'xdn-beam, {n} worker process{"es" if n > 1 else ""}'
-    result['same_outputs'] = _compare(out, reference)
+    result['same_outputs'] = synthetic_folder.compare(out, reference)
     runs.append(result)
   for result in runs:
     result['seconds_per_image'] = result['seconds'] / images

@@ -91,7 +91,8 @@ def model_flops(denoiser: inference.Denoiser, size: int) -> float:
   z = jnp.zeros((1,), jnp.float32)
   closed = jax.make_jaxpr(
       lambda v, x: denoiser._apply(  # pylint: disable=protected-access
-          v, x, (z, z, z, z, z + 1), False, True))(denoiser.variables, x)
+          v, x, (z, z, z, z, z + 1), False, True, None, None))(
+              denoiser.variables, x)
   return _jaxpr_flops(closed.jaxpr)
 
 

@@ -19,6 +19,7 @@ from xdn import errors
 from xdn.models import layers
 from xdn.models.autoencoder import SEED_SIZE, Autoencoder
 from xdn.models.skip import SeedSkipAutoencoder
+from xdn.models import unet as unet_lib
 from xdn.models.unet import UNet
 from xdn.models.vae import VAE, VAEOutput
 
@@ -37,6 +38,9 @@ class ModelSpec:
   input_size: Optional[int]
   # Image sizes are padded to a multiple of this (from the model's fields).
   size_multiple: Callable[[Dict[str, Any]], int] = lambda fields: 1
+  # Whether it takes a `valid` region inside a larger input (from its
+  # fields): one compiled program then serves many sizes (xdn.size_buckets).
+  takes_valid: Callable[[Dict[str, Any]], bool] = lambda fields: False
 
   def fields(self) -> Dict[str, Any]:
     """The model's own config fields and their defaults."""
@@ -48,8 +52,10 @@ REGISTRY: Dict[str, ModelSpec] = {
     'autoencoder': ModelSpec(Autoencoder, SEED_SIZE),
     'vae': ModelSpec(VAE, SEED_SIZE),
     'seed_skip': ModelSpec(SeedSkipAutoencoder, SEED_SIZE),
-    'unet': ModelSpec(UNet, None,
-                      lambda fields: 2**fields.get('depth', UNet.depth)),
+    'unet': ModelSpec(
+        UNet, None, lambda fields: 2**fields.get('depth', UNet.depth),
+        lambda fields: unet_lib.supports_valid(fields.get('norm', UNet.norm),
+                                               fields.get('up', UNet.up))),
 }
 MODELS: Tuple[str, ...] = tuple(REGISTRY)
 
@@ -126,6 +132,19 @@ def size_multiple(config: ml_collections.ConfigDict) -> int:
   return get_spec(config.model.name).size_multiple(config.model.to_dict())
 
 
+def noise_channels(config: ml_collections.ConfigDict) -> int:
+  """Input channels a model takes besides the image: its noise maps."""
+  noise_map = bool(config.model.get('noise_map', False))
+  return (int(noise_map) +
+          int(noise_map and config.model.get('correlation_map', False)) +
+          int(noise_map and config.model.get('strength_map', False)))
+
+
+def takes_valid(config: ml_collections.ConfigDict) -> bool:
+  """Whether the model takes a valid region inside a larger input."""
+  return get_spec(config.model.name).takes_valid(config.model.to_dict())
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises a clear error when the model or image size is wrong."""
   model_fields(config)
@@ -154,4 +173,5 @@ def denoised_image(output) -> jax.Array:
 __all__ = ['Autoencoder', 'VAE', 'VAEOutput', 'SeedSkipAutoencoder', 'UNet',
            'MODELS', 'REGISTRY', 'ModelSpec', 'create_model', 'check_config',
            'denoised_image', 'fixed_input_size', 'size_multiple',
+           'takes_valid', 'noise_channels',
            'model_config', 'model_fields', 'restore_model_config']
