@@ -196,7 +196,8 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
   """Denoises every input file into `out_dir`; returns how many failed.
 
   Overlapped: while the model denoises file i, a thread decodes file i + 1
-  and another encodes and writes file i - 1 (the model releases the GIL).
+  (and estimates its noise, for a model told it) and another encodes and
+  writes file i - 1 (the model releases the GIL).
   The outputs, their order and the log lines are those of one file after
   the other. Each file is done inside one guard: any exception of that file
   is one error line naming it (with the traceback at debug level, or at
@@ -245,7 +246,15 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
       result.error = e
     finish(result)
 
-  read = lambda path: read_radiograph(path, description)
+  estimate = (denoise_kwargs.get('noise_level') is None and
+              getattr(denoiser, 'takes_noise_map', False))
+
+  def read(path: str):
+    """The decoded file, and its noise estimate where one is needed."""
+    radiograph = read_radiograph(path, description)
+    return radiograph, (noise_estimation.estimate_noise(radiograph.pixels)
+                        if estimate and radiograph.pixels.ndim == 2 else None)
+
   path = pairs[0][0] if pairs else ''
   pending = None  # (result, write future) of the file before.
   with _StopAfterCurrentFile() as stop, \
@@ -261,13 +270,18 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
             else None)
         result, denoised = _Result(path), None
         try:
-          radiograph = current.result()
+          radiograph, level = current.result()
           result.target = claim_output(
               radiograph, relative, out_dir, overwrite=overwrite,
               inputs=input_files, written=claimed)
           result.shape = radiograph.pixels.shape
-          denoised = denoise_image(denoiser, radiograph.pixels,
-                                   **denoise_kwargs)
+          if level is not None:  # Logged here: the log stays in order.
+            logging.info('Estimated noise: %s', level.describe())
+            denoised = denoise_image(denoiser, radiograph.pixels,
+                                     **dict(denoise_kwargs, noise_level=level))
+          else:
+            denoised = denoise_image(denoiser, radiograph.pixels,
+                                     **denoise_kwargs)
           claimed.add(os.path.realpath(result.target))
         except MemoryError:
           raise

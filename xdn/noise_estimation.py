@@ -116,7 +116,9 @@ def _haar_bands(image: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def _robust_std(values: np.ndarray) -> float:
-  return float(np.median(np.abs(values)) * _MAD_TO_STD)
+  # The absolute values are a fresh array: the median may reorder it in
+  # place instead of copying it (same value, a third less time).
+  return float(np.median(np.abs(values), overwrite_input=True) * _MAD_TO_STD)
 
 
 def _correlation_table():
@@ -173,7 +175,8 @@ def _correlations(mean: np.ndarray, hh: np.ndarray, dy: np.ndarray,
   """
   if mean.size * 4 < MIN_PIXELS_FOR_CORRELATION:
     return 0.0, 0.0
-  v_hh = _robust_std(hh[keep])**2
+  std_hh = _robust_std(hh[keep])
+  v_hh = std_hh**2
   v_dy = _robust_std(dy[keep])**2
   v_dx = _robust_std(dx[keep])**2
   rho_x = (v_dy - v_hh) / max(v_dy + v_hh, 1e-20)
@@ -186,7 +189,7 @@ def _correlations(mean: np.ndarray, hh: np.ndarray, dy: np.ndarray,
   # for small or large coefficients, and far enough from 0 and 1 that the
   # 16 pixels are rarely clipped.
   m4 = (m[0::2, 0::2] + m[0::2, 1::2] + m[1::2, 0::2] + m[1::2, 1::2]) / 4
-  sigma = _robust_std(hh[keep]) * np.sqrt(_hh_to_pixel(rho_y, rho_x))
+  sigma = std_hh * np.sqrt(_hh_to_pixel(rho_y, rho_x))
   keep2 = (m4 > 3 * sigma) & (m4 < 1 - 3 * sigma)
   if keep2.sum() < _MIN_PER_BIN:
     keep2 = np.ones_like(keep2)

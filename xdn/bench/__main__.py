@@ -44,9 +44,7 @@ _BEAM_WORKERS = flags.DEFINE_list('beam_workers', ['1', '2', '4'], '--beam: '
                                   'worker process counts.')
 _PRECISION = flags.DEFINE_enum('precision', 'float32',
                                ['auto', 'float32', 'bfloat16'],
-                               '--inference: compute precision; --folder: '
-                               "xdn-denoise's --precision (default there: "
-                               'auto).')
+                               '--inference: compute precision.')
 _FOLDER = flags.DEFINE_bool('folder', False, 'Time whole xdn-denoise '
                             'processes on a folder of synthetic radiographs '
                             'instead, first run (empty compilation cache) and '
@@ -54,9 +52,12 @@ _FOLDER = flags.DEFINE_bool('folder', False, 'Time whole xdn-denoise '
 _FOLDER_IMAGES = flags.DEFINE_integer('folder_images', 16, '--folder: '
                                       'radiographs, cycling through the sizes.')
 _FOLDER_SIZES = flags.DEFINE_list('folder_sizes',
-                                  ['1024', '1536x1280', '2048', '2500'],
+                                  ['1024', '1760x2140', '2048', '2500'],
                                   '--folder: sizes, N or HxW.')
 _ROUNDS = flags.DEFINE_integer('rounds', 3, '--folder: runs after the first.')
+_DENOISE_FLAGS = flags.DEFINE_list('denoise_flags', [], '--folder: flags for '
+                                   'every xdn-denoise run, e.g. '
+                                   '--precision=float32,--strength=full.')
 _BASELINE = flags.DEFINE_string('baseline', None, '--folder: another xdn '
                                 'checkout (e.g. a git worktree of an older '
                                 'commit) to time the same way, interleaved, '
@@ -70,9 +71,7 @@ def main(argv):
     try:
       results = folder_speed.benchmark(
           _FOLDER_IMAGES.value, folder_speed.parse_sizes(_FOLDER_SIZES.value),
-          _ROUNDS.value,
-          _PRECISION.value if flags.FLAGS['precision'].present else None,
-          _BASELINE.value)
+          _ROUNDS.value, _DENOISE_FLAGS.value, _BASELINE.value)
     except ValueError as e:
       raise SystemExit(f'error: {e}') from None
     print(json.dumps(results))

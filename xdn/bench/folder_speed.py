@@ -1,15 +1,16 @@
 """`xdn-bench --folder`: whole `xdn-denoise` processes, as a user runs them.
 
   xdn-bench --folder [--folder_images=16] \
-      [--folder_sizes=1024,1536x1280,2048,2500] [--rounds=3] \
-      [--precision=auto] [--baseline=DIR]
+      [--folder_sizes=1024,1760x2140,2048,2500] [--rounds=3] \
+      [--denoise_flags=--precision=float32,--strength=full] [--baseline=DIR]
 
 Makes a folder of synthetic radiographs (`synthetic_folder.make`: half
 16-bit PNG, half 12-bit DICOM) and times `python -m xdn.denoise` over it as
 fresh processes: first with an empty compilation cache folder (a user's
 first run), then `rounds` times with it filled (every later run). Each run
 is reported with its wall seconds, images per second and peak resident
-memory (the process's own, from wait4).
+memory (the process's own, from wait4). `--denoise_flags` go to every
+xdn-denoise run (both sides': flags an older checkout knows).
 
 `--baseline=DIR` times another xdn checkout the same way (a git worktree
 of an older commit: its `xdn` package goes first on PYTHONPATH), its runs
@@ -64,7 +65,7 @@ class _Side:
   """One xdn to time: ours, or a baseline checkout's."""
 
   def __init__(self, name: str, base: str, inputs: str,
-               checkout: Optional[str], precision: Optional[str]):
+               checkout: Optional[str], flags: Sequence[str]):
     self.name, self.inputs = name, inputs
     self.out = os.path.join(base, f'out-{name}')
     self.cache = os.path.join(base, f'cache-{name}')
@@ -75,9 +76,7 @@ class _Side:
           [p for p in [os.environ.get('PYTHONPATH')] if p])
     self.cwd = tempfile.mkdtemp(prefix='cwd-', dir=base)  # No xdn/ here.
     self.command = [sys.executable, '-m', 'xdn.denoise', f'--out={self.out}',
-                    '--overwrite', inputs]
-    if precision:  # Older checkouts may not know the flag: only if asked.
-      self.command.insert(3, f'--precision={precision}')
+                    '--overwrite', *flags, inputs]
     self.runs: List[Dict[str, Any]] = []
 
   def package(self) -> str:
@@ -106,9 +105,9 @@ def _summary(runs: List[Dict[str, Any]], images: int) -> Dict[str, Any]:
 
 
 def benchmark(images: int = 16,
-              sizes: Sequence[Tuple[int, int]] = ((1024, 1024), (1536, 1280),
+              sizes: Sequence[Tuple[int, int]] = ((1024, 1024), (1760, 2140),
                                                   (2048, 2048), (2500, 2500)),
-              rounds: int = 3, precision: Optional[str] = None,
+              rounds: int = 3, flags: Sequence[str] = (),
               baseline: Optional[str] = None,
               folder: Optional[str] = None) -> Dict[str, Any]:
   """Times xdn-denoise on a folder (see the module docstring)."""
@@ -117,9 +116,9 @@ def benchmark(images: int = 16,
   base = folder or tempfile.mkdtemp(prefix='xdn-folder-bench-')
   inputs = os.path.join(base, 'in')
   pixels = synthetic_folder.make(inputs, images, sizes=sizes)
-  sides = [_Side('xdn', base, inputs, None, precision)]
+  sides = [_Side('xdn', base, inputs, None, flags)]
   if baseline:
-    sides.append(_Side('baseline', base, inputs, baseline, None))
+    sides.append(_Side('baseline', base, inputs, baseline, flags))
   packages = {side.name: side.package() for side in sides}
   for first in (True,) + (False,) * rounds:
     for side in sides:
