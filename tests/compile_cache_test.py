@@ -90,3 +90,30 @@ def test_settings(monkeypatch, tmp_path):
   monkeypatch.setenv(compile_cache.ENV, '')
   monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path))
   assert compile_cache.folder() == str(tmp_path / 'xdn' / 'jax')
+
+
+def test_first_file_compiles_while_its_noise_is_estimated(tmp_path, image):
+  # xdn-denoise compiles a new size's program on its compile thread while
+  # the reader thread estimates the file's noise (Denoiser.precompile), so
+  # the largest compilation of a run is not on the main thread.
+  probe = _PROBE.replace(
+      "print('EVENTS'",
+      "print('COMPILED', json.dumps(compiled))\nprint('EVENTS'").replace(
+      'events = collections.Counter()\n', """events = collections.Counter()
+import threading
+compiled = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda name, secs, **kw: compiled.append(
+        (threading.current_thread().name, secs))
+    if name.endswith('backend_compile_duration') else None)
+""")
+  out = subprocess.run([sys.executable, '-c', probe, str(tmp_path / 'in.png'),
+                        str(tmp_path / 'out')], cwd=str(tmp_path),
+                       env=dict(os.environ,
+                                XDN_COMPILE_CACHE=str(tmp_path / 'cache')),
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  line = [l for l in out.stdout.splitlines() if l.startswith('COMPILED')][-1]
+  compiled = json.loads(line[len('COMPILED '):])
+  thread, _ = max(compiled, key=lambda c: c[1])
+  assert thread.startswith('xdn-compile'), compiled

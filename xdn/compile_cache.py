@@ -53,6 +53,11 @@ def _writable(path: str) -> Optional[str]:
   return None
 
 
+def active() -> Optional[str]:
+  """The folder compiled programs are kept in, or None (not enabled)."""
+  return _enabled
+
+
 def enable() -> Optional[str]:
   """Turns the cache on as the settings say; returns its folder or None.
 

@@ -197,7 +197,9 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
 
   Overlapped: while the model denoises file i, a thread decodes file i + 1
   (and estimates its noise, for a model told it) and another encodes and
-  writes file i - 1 (the model releases the GIL).
+  writes file i - 1 (the model releases the GIL); a third compiles the
+  program of a size not seen before meanwhile (`Denoiser.precompile`), so
+  that even the first file's compilation overlaps its noise estimate.
   The outputs, their order and the log lines are those of one file after
   the other. Each file is done inside one guard: any exception of that file
   is one error line naming it (with the traceback at debug level, or at
@@ -249,15 +251,23 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
   estimate = (denoise_kwargs.get('noise_level') is None and
               getattr(denoiser, 'takes_noise_map', False))
 
+  precompile = (getattr(denoiser, 'precompile', None)
+                if denoise_kwargs.get('tile', 0) <= 0 else None)
+
   def read(path: str):
     """The decoded file, and its noise estimate where one is needed."""
     radiograph = read_radiograph(path, description)
+    if precompile is not None and radiograph.pixels.ndim == 2:
+      compiler.submit(precompile, radiograph.pixels.shape,
+                      denoise_kwargs.get('max_pixels',
+                                         inference.MAX_WHOLE_PIXELS))
     return radiograph, (noise_estimation.estimate_noise(radiograph.pixels)
                         if estimate and radiograph.pixels.ndim == 2 else None)
 
   path = pairs[0][0] if pairs else ''
   pending = None  # (result, write future) of the file before.
   with _StopAfterCurrentFile() as stop, \
+       futures.ThreadPoolExecutor(1, 'xdn-compile') as compiler, \
        futures.ThreadPoolExecutor(1, 'xdn-read') as reader, \
        futures.ThreadPoolExecutor(1, 'xdn-write') as writer:
     try:

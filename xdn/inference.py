@@ -153,6 +153,7 @@ class Denoiser:
     dtypes = (('float32', 'bfloat16') if self.precision == 'auto' else
               (self.precision,))
     self._applies = {dtype: self._compiled(dtype) for dtype in dtypes}
+    self._precompiled = set()  # Signatures `precompile` has compiled.
     self._apply = self._applies[dtypes[0]]
 
   def forward(self, dtype: str = 'float32') -> Callable:
@@ -225,6 +226,43 @@ class Denoiser:
       return jnp.mean(jnp.clip(jnp.stack(outs), 0.0, 1.0), axis=0)
 
     return apply
+
+  def precompile(self, image_shape: Sequence[int],
+                 max_pixels: int = MAX_WHOLE_PIXELS) -> bool:
+    """Compiles, ahead of its call, the program `denoise_image` runs on a
+    whole [H, W] image (in the precision Gaussian noise gets), so that a
+    caller can overlap compiling with other work, such as the image's
+    noise estimate: the call then finds it in JAX's persistent cache
+    (`xdn.compile_cache`). Only with that cache on; returns whether it
+    compiled, and never raises (the call would compile as usual)."""
+    h, w = image_shape[:2]
+    signature = (h, w, max_pixels, self.bucket_steps, self.precision,
+                 self.strength_factor)
+    if (compile_cache.active() is None or self.fixed_size is not None or
+        h * w > max_pixels or signature in self._precompiled):
+      return False
+    self._precompiled.add(signature)
+    dtype = self.precision
+    if dtype == 'auto':
+      dtype = ('bfloat16' if bfloat16_allowed(bfloat16_costs(self.config),
+                                              ['gaussian']) else 'float32')
+    f32 = lambda shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+    valid = margin = None
+    if self.bucketed((h, w)):
+      m = self.size_multiple
+      h, w = size_buckets.bucket_shape(h, w, m, self.bucket_steps)
+      valid = jax.ShapeDtypeStruct((2,), jnp.int32)
+      margin = (size_buckets.margin(h, m, self.bucket_steps),
+                size_buckets.margin(w, m, self.bucket_steps))
+    try:
+      self._applies[dtype].lower(
+          self.variables, f32((1, h, w, 1)), tuple(f32((1,)) for _ in range(5)),
+          valid is None and h * w <= self.ensemble_max_pixels,
+          self.strength_factor >= 1.0, valid, margin).compile()
+    except Exception as e:  # pylint: disable=broad-except  # Only a hint.
+      logging.debug('precompile of %dx%d failed: %s', h, w, e)
+      return False
+    return True
 
   def precision_for(self, noise_levels: Optional[Sequence[NoiseEstimate]]
                     ) -> str:
