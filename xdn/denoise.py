@@ -24,7 +24,11 @@ Without --workdir the model shipped inside xdn is used (see
 xdn/pretrained/MODEL_CARD.md); it is told each image's noise, estimated from
 the image (logged) unless --noise names it. Models made for a fixed size
 (the 64x64 seed models) see overlapping tiles blended with a linear ramp;
-the U-Net sees whole images up to `--max_pixels`, and larger ones in tiles. Inputs are never overwritten; an
+the U-Net sees whole images up to `--max_pixels`, and larger ones in tiles.
+Whole images are padded into size buckets (`--size_buckets`,
+xdn.size_buckets), with the outputs of each size alone, so that a folder
+of many sizes compiles a few programs; compiled programs are kept in the
+user's cache folder (`--compile_cache`). Inputs are never overwritten; an
 existing output needs `--overwrite`. A file that cannot be read or written
 (for any reason: unreadable, too large, no decoder, a bug) is reported in one
 line naming it, and the others are still done; a closing line lists the
