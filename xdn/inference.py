@@ -252,8 +252,7 @@ class Denoiser:
       m = self.size_multiple
       h, w = size_buckets.bucket_shape(h, w, m, self.bucket_steps)
       valid = jax.ShapeDtypeStruct((2,), jnp.int32)
-      margin = (size_buckets.margin(h, m, self.bucket_steps),
-                size_buckets.margin(w, m, self.bucket_steps))
+      margin = size_buckets.margins((1, h, w, 1), m, self.bucket_steps)
     try:
       self._applies[dtype].lower(
           self.variables, f32((1, h, w, 1)), tuple(f32((1,)) for _ in range(5)),
