@@ -205,6 +205,10 @@ class UNet(nn.Module):
                      mode=pad_mode(h, w, pad_h, pad_w))
     # Zero outside the image's region at each resolution (None: no region).
     region = None if valid is None else Region(valid, margin)
+    # Outside the region, a strided or a transposed convolution reads only
+    # outside it, where its input is zero: without a bias its output is
+    # zero there already, as max-pooling's is. No mask after them then.
+    resampled = None if not self.use_bias else region
     conv = functools.partial(layers.make_conv, self.conv_impl,
                              use_bias=self.use_bias, dtype=self.dtype)
     block = functools.partial(ConvBlock, norm=self.norm, dtype=self.dtype,
@@ -220,11 +224,10 @@ class UNet(nn.Module):
                                             level=level)
       skips.append(y)
       if self.down == 'pool':
-        y = _masked(nn.max_pool(y, (2, 2), strides=(2, 2)), region,
-                    level + 1)
+        y = nn.max_pool(y, (2, 2), strides=(2, 2))
       else:
         y = _masked(conv(width, (3, 3), strides=(2, 2), padding='SAME',
-                         name=f'pool{level}')(y), region, level + 1)
+                         name=f'pool{level}')(y), resampled, level + 1)
     y = block(self.base_width * 2**self.depth, name='bottleneck')(
         y, train=train, region=region, level=self.depth)
     for level in reversed(range(self.depth)):
@@ -233,7 +236,7 @@ class UNet(nn.Module):
         y = _masked(layers.make_conv_transpose(
             self.conv_impl, width, (2, 2), strides=(2, 2),
             use_bias=self.use_bias, dtype=self.dtype,
-            name=f'upsample{level}')(y), region, level)
+            name=f'upsample{level}')(y), resampled, level)
       else:
         n, hh, ww, ch = y.shape
         y = jax.image.resize(y, (n, 2 * hh, 2 * ww, ch), 'bilinear')
