@@ -53,10 +53,13 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   checkpoints.quiet_orbax_logs()
   xla_flags.configure_xla_cpu(training=True)  # Before the first JAX call.
-  compile_cache.enable()  # A resumed run compiles nothing it compiled before.
   config = FLAGS.config
   if config.distributed:
+    compile_cache.disable('a multi-process run (its processes can hang on '
+                          'programs found in the cache)')
     initialize_distributed(config)
+  else:
+    compile_cache.enable()  # A resumed run compiles nothing it compiled before.
   logging.info('JAX process %d of %d, local devices: %s', jax.process_index(),
                jax.process_count(), jax.local_devices())
   try:

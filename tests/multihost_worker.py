@@ -23,6 +23,7 @@ import numpy as np
 
 import run  # pylint: disable=g-import-not-at-top  # Defines run.py's flags.
 from xdn import checkpoints
+from xdn import compile_cache
 from xdn import train
 from xdn import xla_flags
 
@@ -30,8 +31,12 @@ from xdn import xla_flags
 def main(argv):
   out = argv[1]
   checkpoints.quiet_orbax_logs()  # As run.py's main.
-  xla_flags.configure_xla_cpu()
+  xla_flags.configure_xla_cpu(training=True)
   config = flags.FLAGS.config
+  # As run.py: no compilation cache in a multi-process run, even with the
+  # JAX_COMPILATION_CACHE_DIR the test sets (a cache filled by the test
+  # before made jaxlib 0.12's processes hang in their first collective).
+  compile_cache.disable('multi-process run')
   run.initialize_distributed(config)
   state = train.train_and_evaluate(config, flags.FLAGS.workdir)
   params = flax.traverse_util.flatten_dict(

@@ -12,7 +12,10 @@ are kept too. A second run of the same sizes then compiles nothing.
   XDN_COMPILE_CACHE=0      off (also 'off', 'false', 'no')
 
 Two processes may share the folder: JAX writes each entry to a temporary
-file and renames it. The cache is never a cause of failure: a folder that
+file and renames it. A multi-process run (run.py with
+`config.distributed`) keeps no cache at all (`disable`): on jaxlib 0.12 its
+processes hung in their first collective when they found their programs
+in a cache filled by an earlier run (tests/multihost_test.py). The cache is never a cause of failure: a folder that
 cannot be made or written is a warning and the run goes on uncached, and
 JAX itself treats an unreadable entry as a miss.
 """
@@ -56,6 +59,16 @@ def _writable(path: str) -> Optional[str]:
 def active() -> Optional[str]:
   """The folder compiled programs are kept in, or None (not enabled)."""
   return _enabled
+
+
+def disable(reason: str) -> None:
+  """Turns JAX's persistent cache off for this process, whoever set it
+  (xdn or JAX_COMPILATION_CACHE_DIR); `reason` is logged."""
+  global _enabled
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_enable_compilation_cache', False)
+  _enabled = None
+  logging.info('Compilation cache off: %s', reason)
 
 
 def enable() -> Optional[str]:
