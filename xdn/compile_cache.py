@@ -15,9 +15,10 @@ Two processes may share the folder: JAX writes each entry to a temporary
 file and renames it. A multi-process run (run.py with
 `config.distributed`) keeps no cache at all (`disable`): on jaxlib 0.12 its
 processes hung in their first collective when they found their programs
-in a cache filled by an earlier run (tests/multihost_test.py). The cache is never a cause of failure: a folder that
-cannot be made or written is a warning and the run goes on uncached, and
-JAX itself treats an unreadable entry as a miss.
+in a cache filled by an earlier run (tests/multihost_test.py). The cache
+is never a cause of failure: a folder that cannot be made or written is a
+warning and the run goes on uncached, and JAX itself treats an unreadable
+entry as a miss.
 """
 
 import os

@@ -261,12 +261,14 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
   def read(path: str):
     """The decoded file, and its noise estimate where one is needed."""
     radiograph = read_radiograph(path, description)
-    if precompile is not None and radiograph.pixels.ndim == 2:
+    if radiograph.pixels.ndim != 2:  # denoise_image reports it.
+      return radiograph, None
+    if precompile is not None:
       compiler.submit(precompile, radiograph.pixels.shape,
                       denoise_kwargs.get('max_pixels',
                                          inference.MAX_WHOLE_PIXELS))
     return radiograph, (noise_estimation.estimate_noise(radiograph.pixels)
-                        if estimate and radiograph.pixels.ndim == 2 else None)
+                        if estimate else None)
 
   path = pairs[0][0] if pairs else ''
   pending = None  # (result, write future) of the file before.
@@ -289,13 +291,11 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
               radiograph, relative, out_dir, overwrite=overwrite,
               inputs=input_files, written=claimed)
           result.shape = radiograph.pixels.shape
+          kwargs = denoise_kwargs
           if level is not None:  # Logged here: the log stays in order.
             logging.info('Estimated noise: %s', level.describe())
-            denoised = denoise_image(denoiser, radiograph.pixels,
-                                     **dict(denoise_kwargs, noise_level=level))
-          else:
-            denoised = denoise_image(denoiser, radiograph.pixels,
-                                     **denoise_kwargs)
+            kwargs = dict(denoise_kwargs, noise_level=level)
+          denoised = denoise_image(denoiser, radiograph.pixels, **kwargs)
           claimed.add(os.path.realpath(result.target))
         except MemoryError:
           raise
