@@ -10,11 +10,11 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from xdn import checkpoints
-from xdn import compile_cache
+from xdn.workdir import checkpoints
+from xdn.runtime import compile_cache
 from xdn import errors
-from xdn import train
-from xdn import xla_flags
+from xdn.training import train
+from xdn.runtime import xla_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(

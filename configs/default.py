@@ -8,7 +8,7 @@ Any field can be overridden on the command line, e.g.
 import ml_collections
 
 from xdn import models
-from xdn import noise as xdn_noise
+from xdn.noise import synthetic as xdn_noise
 
 
 def model_config(name: str, **fields) -> ml_collections.ConfigDict:
@@ -110,7 +110,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   data.skip_corrupt = False
   data.train_split = 'train'
   data.eval_split = 'validation'  # Used during training and to pick the best checkpoint.
-  data.test_split = 'test'  # Used by xdn.evaluate for the final table.
+  data.test_split = 'test'  # Used by xdn.cli.evaluate for the final table.
   data.image_size = 64  # Training images are image_size x image_size.
   data.random_crop = False  # Random image_size crops (else a centre crop when larger).
   data.flip = False  # Random horizontal/vertical flips.
@@ -125,7 +125,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
 
   # --------------------------------------------------------------- noise
   config.noise = noise = ml_collections.ConfigDict()
-  # See xdn.noise.NOISE_KINDS: 'gaussian', 'poisson', 'poisson_gaussian',
+  # See xdn.noise.synthetic.NOISE_KINDS: 'gaussian', 'poisson', 'poisson_gaussian',
   # 'salt_and_pepper', 'speckle'; or a preset such as 'gaussian_medium'.
   noise.kind = 'gaussian'
   # Level in the kind's units (gaussian: sigma on the 0-255 scale; poisson:
@@ -147,7 +147,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   noise.max_dose = 0.0
   noise.max_read_noise = 0.0
   noise.clip = True  # Clip noisy images to [0, 1], as a detector saturates.
-  # Correlated kinds ('correlated_gaussian', 'xray'; xdn.noise_physics): the
+  # Correlated kinds ('correlated_gaussian', 'xray'; xdn.noise.physics): the
   # noise's neighbour correlation (0 = white) for evaluation, and the range
   # training draws it from (when max_correlation > 0).
   noise.correlation = 0.0
@@ -160,12 +160,12 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   noise.min_xray_dose = 0.0
   noise.max_xray_dose = 0.0
   # 'xray', noise-map models: the share of images told the X-ray variance
-  # law itself (exponential in intensity, xdn.noise.noise_std_map) instead
+  # law itself (exponential in intensity, xdn.noise.synthetic.noise_std_map) instead
   # of its closest line; evaluation tells it when > 0.
   noise.xray_law_fraction = 0.0
 
   # ------------------------------------------------------------- lesions
-  # Training only: insert faint synthetic lesions (xdn.lesions) into this
+  # Training only: insert faint synthetic lesions (xdn.metrics.lesions) into this
   # fraction of the clean training images, so the model learns to keep
   # them; the target holds the lesion too.
   config.lesions = lesions = ml_collections.ConfigDict()
@@ -177,7 +177,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   lesions.positive_fraction = 0.75  # Brighter than the background (nodules).
 
   # ------------------------------------------------------------ fidelity
-  # Noise-map models (xdn.fidelity_loss): half of each batch are lesion
+  # Noise-map models (xdn.losses.fidelity): half of each batch are lesion
   # twins of the other half under the same noise, every pair is told a
   # strength s (1 with probability full_fraction, else uniform in
   # [min_strength, 1)), and below s = 1 the loss adds `weight` x the lesion
@@ -200,7 +200,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # ---------------------------------------------------------------- loss
   config.loss = loss = ml_collections.ConfigDict()
   # 'mse' or 'l1' (ignored by the VAE, which uses its ELBO); or one that
-  # needs no clean image (xdn.self_supervised): 'noise2self' (blind-spot,
+  # needs no clean image (xdn.losses.self_supervised): 'noise2self' (blind-spot,
   # Noise2Void/N2V2), 'neighbor2neighbor' or 'sure' (Gaussian, known sigma).
   loss.name = 'mse'
   loss.elbo = 'monte_carlo'  # vae: 'monte_carlo' (the seed's) or 'analytic' KL.
@@ -218,7 +218,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   loss.ne2ne_gamma = 2.0
   loss.ne2ne_gamma_ramp = True
   # noise2self / neighbor2neighbor under correlated noise
-  # (xdn.pixel_shuffle): train on stride x stride pixel-shuffled sub-images
+  # (xdn.models.pixel_shuffle): train on stride x stride pixel-shuffled sub-images
   # (0: off; -1: the smallest stride that leaves a neighbour correlation
   # under 0.1, from the noise's correlation), and apply the model at
   # pd_inference_stride (AP-BSN: 5 in training, 2 at inference).

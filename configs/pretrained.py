@@ -1,4 +1,4 @@
-"""The model shipped inside xdn (`xdn.inference.load_pretrained()`).
+"""The model shipped inside xdn (`xdn.inference.denoiser.load_pretrained()`).
 
 A bias-free residual U-Net with a noise-level map input (DRUNet-style),
 trained blind over Gaussian sigma 0-55 and Poisson-Gaussian noise on random

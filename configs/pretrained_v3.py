@@ -2,9 +2,9 @@
 looks for, at every strength level.
 
 v2 is the PSNR-optimal denoiser when told the true noise, and telling it a
-lower noise (the strength s < 1 of `xdn.strength`) trades noise removal for
+lower noise (the strength s < 1 of `xdn.inference.strength`) trades noise removal for
 detail, but only as a side effect. v3 is trained for that trade
-(`xdn.fidelity_loss`): told the strength s (`model.strength_map`: (1 - s)
+(`xdn.losses.fidelity`): told the strength s (`model.strength_map`: (1 - s)
 x the std map, zero at full strength), it is trained on MSE plus a term
 that rewards passing faint lesions unchanged (lesion twins under the same
 noise) and, a little, one for leaving a residual with the input noise's

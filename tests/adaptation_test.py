@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xdn import adaptation
-from xdn import inference
-from xdn import noise
-from xdn import noise_physics
-from xdn import noise_texture
-from xdn import radiograph_io
+from xdn.inference import adaptation
+from xdn.inference import denoiser as inference
+from xdn.noise import synthetic as noise
+from xdn.noise import physics as noise_physics
+from xdn.noise import texture as noise_texture
+from xdn.io import radiographs as radiograph_io
 from tests.noise_estimation_test import _nih_like
 
 
@@ -177,7 +177,7 @@ def test_denoise_cli_adapts_and_writes_every_file(tmp_path):
   (src / 'broken.png').write_bytes(b'not a png')
   out = tmp_path / 'out'
   proc = subprocess.run(
-      [sys.executable, '-m', 'xdn.denoise', f'--out={out}', '--adapt',
+      [sys.executable, '-m', 'xdn.cli.denoise', f'--out={out}', '--adapt',
        '--adapt_steps=3', f'--adapt_save={tmp_path / "model"}', str(src)],
       capture_output=True, text=True, timeout=600,
       env={**os.environ, 'JAX_PLATFORMS': 'cpu'})

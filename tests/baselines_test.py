@@ -1,4 +1,4 @@
-"""xdn.baselines: classical denoisers, told the level, beat the noisy input."""
+"""xdn.evaluation.baselines: classical denoisers, told the level, beat the noisy input."""
 
 import multiprocessing
 
@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from xdn import baselines
-from xdn import noise
+from xdn.evaluation import baselines
+from xdn.noise import synthetic as noise
 
 
 def smooth_image(size: int = 48, seed: int = 0) -> np.ndarray:

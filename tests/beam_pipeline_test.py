@@ -28,9 +28,9 @@ pytest.importorskip('apache_beam')
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from tests import dicom_fixtures as df
 from xdn import errors
-from xdn import image_io
-from xdn import outputs
-from xdn import radiograph_io
+from xdn.io import images as image_io
+from xdn.inference import outputs
+from xdn.io import radiographs as radiograph_io
 from xdn.beam import pipeline
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def beam_run(archive, tmp_path_factory):
 def test_outputs_equal_xdn_denoise(archive, beam_run, tmp_path):
   result, out = beam_run
   assert result.returncode == 1, result.stderr[-3000:]  # Some inputs failed.
-  cli = _run(['-m', 'xdn.denoise', f'--out={tmp_path / "cli"}',
+  cli = _run(['-m', 'xdn.cli.denoise', f'--out={tmp_path / "cli"}',
               '--precision=float32', str(archive)], tmp_path)
   assert cli.returncode == 1, cli.stderr[-3000:]  # broken.png.
   beam_files, cli_files = _outputs(out), _outputs(tmp_path / 'cli')

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from xdn import compile_cache
-from xdn import image_io
+from xdn.runtime import compile_cache
+from xdn.io import images as image_io
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,7 +24,7 @@ jax.monitoring.register_event_listener(
     lambda name, **kw: events.update([name]))
 sys.argv = ['xdn-denoise', '--out=' + sys.argv[2], '--overwrite',
             sys.argv[1]]
-from xdn import denoise
+from xdn.cli import denoise
 try:
   denoise.run()
 except SystemExit as e:

@@ -18,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
-from xdn import xla_flags  # pylint: disable=g-import-not-at-top
+from xdn.runtime import xla_flags  # pylint: disable=g-import-not-at-top
 
 # As run.py does (subprocesses inherit it), but without oneDNN: the suite
 # compares one device against four, and oneDNN rounds per batch size.

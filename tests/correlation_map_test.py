@@ -8,8 +8,8 @@ import ml_collections
 import numpy as np
 
 from tests.train_test import batch_of, make_config, make_state, run_steps
-from xdn import noise
-from xdn import warm_start
+from xdn.noise import synthetic as noise
+from xdn.training import warm_start
 
 FIELDS = dict(depth=2, base_width=8, norm='none', use_bias=False,
               noise_map=True)
@@ -69,7 +69,7 @@ def test_strength_map_starts_as_v2_and_is_told_apart_from_the_noise():
   """v3's fourth channel: zero at full strength; widened from a
   three-channel model at zero weights; the Denoiser fills it, and a
   strength above 1 scales the noise maps instead."""
-  from xdn import inference  # pylint: disable=g-import-not-at-top
+  from xdn.inference import denoiser as inference  # pylint: disable=g-import-not-at-top
   old_config = make_config('unet', correlation_map=True, **FIELDS)
   old = make_state(old_config, size=32)
   new_config = make_config('unet', correlation_map=True, strength_map=True,
@@ -112,7 +112,7 @@ def test_fidelity_branch_is_the_base_at_full_strength_and_alone_trains():
   added times (1 - s), so at full strength the model is its base; with
   freeze_base only the branch gets gradients; the Denoiser runs the base
   alone at full strength and both below."""
-  from xdn import inference  # pylint: disable=g-import-not-at-top
+  from xdn.inference import denoiser as inference  # pylint: disable=g-import-not-at-top
   base_config = make_config('unet', correlation_map=True, **FIELDS)
   base = make_state(base_config, size=32)
   config = make_config('unet', correlation_map=True, strength_map=True,

@@ -11,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import xdn.data  # pylint: disable=unused-import  # Registers the builders.
-from xdn import image_io
+from xdn.io import images as image_io
 from xdn.data import patient_split
 from xdn.data.chest_xray import kaggle_files
 from tests import data_fixtures

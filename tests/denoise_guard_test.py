@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from xdn import denoise
+from xdn.cli import denoise
 
 
 class Denoiser:

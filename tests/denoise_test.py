@@ -1,4 +1,4 @@
-"""xdn.denoise: formats round trip, tiling, failures that are not fatal."""
+"""xdn.cli.denoise: formats round trip, tiling, failures that are not fatal."""
 
 import os
 import subprocess
@@ -15,19 +15,19 @@ from scipy import ndimage
 
 from configs import default
 from tests import dicom_fixtures
-from xdn import checkpoints
-from xdn import denoise
+from xdn.workdir import checkpoints
+from xdn.cli import denoise
 from xdn import errors
 from xdn import models
-from xdn import state as state_lib
-from xdn import inference
-from xdn import train
+from xdn.workdir import state as state_lib
+from xdn.inference import denoiser as inference
+from xdn.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class FakeDenoiser:
-  """Stands in for xdn.inference.Denoiser; records what the model saw."""
+  """Stands in for xdn.inference.denoiser.Denoiser; records what the model saw."""
 
   def __init__(self, fn=lambda x: x, fixed_size=None, name='fake',
                size_multiple=1):
@@ -278,7 +278,7 @@ def test_cli_end_to_end(tmp_path):
   Image.fromarray(gradient(40, 50, 65535).astype(np.uint16)).save(
       tmp_path / 'scan.png')
   (tmp_path / 'bad.jpeg').write_bytes(b'\xff\xd8garbage')
-  cmd = [sys.executable, '-m', 'xdn.denoise', f'--workdir={workdir}',
+  cmd = [sys.executable, '-m', 'xdn.cli.denoise', f'--workdir={workdir}',
          f'--out={tmp_path / "out"}', str(tmp_path / 'scan.png'),
          str(tmp_path / 'bad.jpeg'),
          # Tiles through the real U-Net (32 px, aligned to 32).
@@ -301,7 +301,7 @@ def test_cli_end_to_end(tmp_path):
 def test_example_runs_as_the_readme_says(tmp_path):
   # The README's first command, on a fresh install: the shipped example,
   # its noise report and a before/after picture.
-  cmd = [sys.executable, '-m', 'xdn.denoise', '--example',
+  cmd = [sys.executable, '-m', 'xdn.cli.denoise', '--example',
          f'--out={tmp_path / "denoised"}']
   result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
                           timeout=300)

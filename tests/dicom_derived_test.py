@@ -1,4 +1,4 @@
-"""Denoised DICOM is a derived image (xdn.dicom_derived), on both paths.
+"""Denoised DICOM is a derived image (xdn.io.dicom_derived), on both paths.
 
 Each attribute `derive` sets, that the patient and study stay, that one
 source series gives one derived series, that reruns write the same bytes,
@@ -14,10 +14,10 @@ import pytest
 
 import xdn
 from tests import dicom_fixtures as df
-from xdn import denoise
-from xdn import outputs
-from xdn import radiograph_io
-from xdn.noise_estimation import known_noise
+from xdn.cli import denoise
+from xdn.inference import outputs
+from xdn.io import radiographs as radiograph_io
+from xdn.noise.estimation import known_noise
 
 STUDY = uid.generate_uid()
 DESCRIPTION = 'denoised by xdn test, model m step 1, noise told: x'

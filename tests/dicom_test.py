@@ -22,9 +22,9 @@ from pydicom.data import get_testdata_file
 import pytest
 
 from tests import dicom_fixtures as df
-from xdn import denoise
-from xdn import image_io
-from xdn import radiograph_io
+from xdn.cli import denoise
+from xdn.io import images as image_io
+from xdn.io import radiographs as radiograph_io
 
 LOSSY = (uid.JPEGBaseline8Bit, uid.JPEGLSNearLossless, uid.JPEG2000)
 SYNTAXES = df.NATIVE + (uid.JPEGBaseline8Bit, uid.JPEGLossless,

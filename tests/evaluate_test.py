@@ -1,4 +1,4 @@
-"""xdn.evaluate: the noise grid, the table, and the CLI end to end."""
+"""xdn.cli.evaluate: the noise grid, the table, and the CLI end to end."""
 
 import csv
 import json
@@ -14,7 +14,7 @@ from scipy import ndimage
 from scipy import stats
 
 from configs import default
-from xdn import evaluate
+from xdn.cli import evaluate
 from xdn.data import pipeline
 from tests.denoise_test import FakeDenoiser
 from tests.denoise_test import make_workdir
@@ -150,7 +150,7 @@ def test_cli_end_to_end(tmp_path, sample_data_dir):
   run_b = str(tmp_path / 'b')
   shutil.copytree(run_a, run_b)  # A second model, without a second init.
   out = tmp_path / 'report'
-  cmd = [sys.executable, '-m', 'xdn.evaluate', f'--workdir={run_a}',
+  cmd = [sys.executable, '-m', 'xdn.cli.evaluate', f'--workdir={run_a}',
          f'--workdir={run_b}', f'--out={out}', '--num_images=4',
          '--skip_slow', '--baselines=noisy,median,tv,bm3d',
          '--settings=gaussian:25,salt_and_pepper_easy',

@@ -42,14 +42,14 @@ from configs import default
 from tests import data_fixtures
 from tests import reliability_utils as ru
 from tests.reliability_utils import compile_cache  # pylint: disable=unused-import  # Fixture.
-from xdn import checkpoints
-from xdn import denoise
+from xdn.workdir import checkpoints
+from xdn.cli import denoise
 from xdn import errors
-from xdn import radiograph_io
-from xdn import image_io
+from xdn.io import radiographs as radiograph_io
+from xdn.io import images as image_io
 from xdn import models
-from xdn import state as state_lib
-from xdn import train
+from xdn.workdir import state as state_lib
+from xdn.training import train
 from xdn.data import pipeline
 
 

@@ -9,12 +9,12 @@ from flax import jax_utils
 
 from configs import default
 from xdn import errors
-from xdn import fidelity_loss
+from xdn.losses import fidelity as fidelity_loss
 from xdn import models
-from xdn import noise
-from xdn import noise_physics
-from xdn import state as state_lib
-from xdn import train
+from xdn.noise import synthetic as noise
+from xdn.noise import physics as noise_physics
+from xdn.workdir import state as state_lib
+from xdn.training import train
 
 
 def _fidelity_config(**fields):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from xdn import examples
-from xdn import fidelity_report
-from xdn import strength
+from xdn.evaluation import fidelity as fidelity_report
+from xdn.inference import strength
 from tests.denoise_test import make_workdir
 from tests.denoise_test import tiny_unet_config
 
@@ -19,7 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _evaluate(*args):
-  return subprocess.run([sys.executable, '-m', 'xdn.evaluate', *args],
+  return subprocess.run([sys.executable, '-m', 'xdn.cli.evaluate', *args],
                         cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
@@ -34,7 +34,7 @@ def test_identity_and_blur_in_the_report():
   """The noisy input scores itself 1; a blur keeps less noise, shifts the
   NPS down and loses faint lesions, in every figure at once."""
   from scipy import ndimage  # pylint: disable=g-import-not-at-top
-  from xdn import evaluate  # pylint: disable=g-import-not-at-top
+  from xdn.cli import evaluate  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   clean = [np.clip(0.5 + ndimage.gaussian_filter(rng.normal(0, 0.4, (384,
                                                                       384)), 8),
@@ -105,7 +105,7 @@ def test_cli_calibration_writes_levels_a_workdir_then_uses(tmp_path,
     assert [row['factor'] for row in saved['curves']['0']] == [0.5, 1.0]
     assert [rho for rho, _ in saved['levels']['medium']] == [0.0, 0.5]
   assert 'Levels:' in result.stdout
-  from xdn import inference  # pylint: disable=g-import-not-at-top
+  from xdn.inference import denoiser as inference  # pylint: disable=g-import-not-at-top
   denoiser = inference.load(workdir, strength='medium')
   assert denoiser.strength_factor == saved['levels']['medium'][0][1]
   bad = _evaluate('--task=calibrate', f'--workdir={workdir}',

@@ -10,7 +10,7 @@ import pytest
 from configs import default
 from tests import dicom_fixtures
 from xdn import errors
-from xdn import image_io
+from xdn.io import images as image_io
 from xdn.data import folder
 from xdn.data import pipeline
 

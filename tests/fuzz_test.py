@@ -29,9 +29,9 @@ from pydicom import uid
 import pytest
 
 from tests import dicom_fixtures as df
-from xdn import denoise
-from xdn import image_io
-from xdn import radiograph_io
+from xdn.cli import denoise
+from xdn.io import images as image_io
+from xdn.io import radiographs as radiograph_io
 from xdn.data import folder
 from xdn.data.chest_xray import chest_xray_dataset_builder as chest_xray
 

@@ -1,4 +1,4 @@
-"""Tests for xdn.image_io: decoding every common file flavour to grayscale."""
+"""Tests for xdn.io.images: decoding every common file flavour to grayscale."""
 
 import io
 
@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from xdn import image_io
+from xdn.io import images as image_io
 
 
 def _gradient(h=40, w=32):

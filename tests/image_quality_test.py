@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from xdn import image_quality
+from xdn.metrics import image_quality
 
 SIGMA = 0.1  # std of the white noise
 BLUR = 1.5  # px, std of the Gaussian that colours the noise

@@ -1,9 +1,9 @@
-"""xdn.metrics agree with scikit-image's reference implementations."""
+"""xdn.metrics.similarity agree with scikit-image's reference implementations."""
 
 import numpy as np
 from skimage import metrics as skm
 
-from xdn import metrics
+from xdn.metrics import similarity as metrics
 
 
 def test_psnr_and_ssim_match_scikit_image():

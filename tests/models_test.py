@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from xdn import losses
+from xdn.losses import supervised as losses
 from xdn import models
 
 

@@ -22,10 +22,10 @@ import jax
 import numpy as np
 
 import run  # pylint: disable=g-import-not-at-top  # Defines run.py's flags.
-from xdn import checkpoints
-from xdn import compile_cache
-from xdn import train
-from xdn import xla_flags
+from xdn.workdir import checkpoints
+from xdn.runtime import compile_cache
+from xdn.training import train
+from xdn.runtime import xla_flags
 
 
 def main(argv):

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xdn import image_io
-from xdn import noise
-from xdn import noise_estimation
+from xdn.io import images as image_io
+from xdn.noise import synthetic as noise
+from xdn.noise import estimation as noise_estimation
 
 SAMPLE = os.path.join(os.path.dirname(__file__), '..', 'xdn', 'data',
                       'chest_xray_sample', 'images')
@@ -141,8 +141,8 @@ def test_correlated_noise_can_be_stated():
 
 def test_real_chest_pa_estimate_agrees_with_its_flat_regions():
   data = pytest.importorskip('pydicom.data')
-  from xdn import noise_report  # pylint: disable=g-import-not-at-top
-  from xdn import radiograph_io  # pylint: disable=g-import-not-at-top
+  from xdn.noise import report as noise_report  # pylint: disable=g-import-not-at-top
+  from xdn.io import radiographs as radiograph_io  # pylint: disable=g-import-not-at-top
   path = data.get_testdata_file('RG1_UNCR.dcm')
   if path is None:
     pytest.skip('pydicom-data is not installed')
@@ -157,7 +157,7 @@ def test_real_chest_pa_estimate_agrees_with_its_flat_regions():
 
 
 def test_numpy_xray_law_is_the_simulations():
-  from xdn import noise_physics  # pylint: disable=g-import-not-at-top
+  from xdn.noise import physics as noise_physics  # pylint: disable=g-import-not-at-top
   x = np.linspace(0, 1, 11)
   for dose in (50.0, 400.0, 20000.0):
     np.testing.assert_allclose(
@@ -174,7 +174,7 @@ def test_xray_law_is_recognised_and_only_where_it_holds(kind, level, xray):
   variances better than a line (and keeps the line beside it)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from xdn import noise  # pylint: disable=g-import-not-at-top
+  from xdn.noise import synthetic as noise  # pylint: disable=g-import-not-at-top
   y, x = np.mgrid[0:512, 0:512] / 512
   clean = np.clip(0.1 + 0.8 * x + 0.05 * np.sin(20 * y), 0, 1)
   noisy = np.asarray(noise.add_noise(

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from configs import default
-from xdn import noise
-from xdn import noise_physics
+from xdn.noise import synthetic as noise
+from xdn.noise import physics as noise_physics
 
 
 def _field(rho_y, rho_x, size=256, count=8, seed=0):

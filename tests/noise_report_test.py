@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xdn import noise_physics
-from xdn import noise_report
+from xdn.noise import physics as noise_physics
+from xdn.noise import report as noise_report
 
 
 def _flat_noisy(sigma, rho, size=512, seed=0):
@@ -66,7 +66,7 @@ def test_command_line_writes_the_report(tmp_path):
   image = np.clip(_flat_noisy(15.0, 0.4, size=256), 0, 1)
   Image.fromarray((image * 65535).astype(np.uint16)).save(tmp_path / 'f.png')
   result = subprocess.run(
-      [sys.executable, '-m', 'xdn.noise_report', str(tmp_path / 'f.png'),
+      [sys.executable, '-m', 'xdn.noise.report', str(tmp_path / 'f.png'),
        f'--out={tmp_path / "out"}'], capture_output=True, text=True,
       timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
@@ -111,7 +111,7 @@ def test_command_line_after_side(tmp_path):
   for name, pixels in (('f.png', image), ('g.png', after)):
     Image.fromarray((pixels * 65535).astype(np.uint16)).save(tmp_path / name)
   run = lambda *args: subprocess.run(
-      [sys.executable, '-m', 'xdn.noise_report', str(tmp_path / 'f.png'),
+      [sys.executable, '-m', 'xdn.noise.report', str(tmp_path / 'f.png'),
        f'--out={tmp_path / "out"}', *args], capture_output=True, text=True,
       timeout=300)
   result = run(f'--after={tmp_path / "g.png"}')

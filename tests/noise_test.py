@@ -1,4 +1,4 @@
-"""xdn.noise: empirical statistics match theory; purity and edge cases.
+"""xdn.noise.synthetic: empirical statistics match theory; purity and edge cases.
 
 Statistics are measured without clipping (`clip=False`) where clipping
 would bias them, on flat images so that every pixel has the same law.
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from xdn import noise
+from xdn.noise import synthetic as noise
 
 # 4 x 256 x 256 = 262144 samples per statistic: the relative standard error
 # of a variance estimate is about sqrt(2 / n) = 0.3%, so 3% tolerances

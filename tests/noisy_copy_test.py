@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from xdn import image_io
-from xdn import radiograph_io
+from xdn.io import images as image_io
+from xdn.io import radiographs as radiograph_io
 from xdn.data import folder
 from xdn.data import noisy_copy
 from xdn.data import patient_split

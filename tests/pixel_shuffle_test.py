@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xdn import inference
-from xdn import noise_physics
-from xdn import pixel_shuffle as pd
-from xdn import self_supervised as ss
+from xdn.inference import denoiser as inference
+from xdn.noise import physics as noise_physics
+from xdn.models import pixel_shuffle as pd
+from xdn.losses import self_supervised as ss
 from tests.self_supervised_test import keys, make_config
 from tests.self_supervised_test import model_and_variables, noisy_images
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from xdn import errors
-from xdn import image_io
-from xdn import inference
-from xdn import noise
-from xdn import noise_estimation
+from xdn.io import images as image_io
+from xdn.inference import denoiser as inference
+from xdn.noise import synthetic as noise
+from xdn.noise import estimation as noise_estimation
 from xdn import pretrained
 
 SAMPLE = os.path.join(os.path.dirname(__file__), '..', 'xdn', 'data',

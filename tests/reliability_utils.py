@@ -96,7 +96,7 @@ def wait_for(predicate, process: subprocess.Popen, log: str,
 def saved_state(workdir: str, which: str = 'latest',
                 step: Optional[int] = None) -> Dict[str, np.ndarray]:
   """A checkpoint as saved: {'params/...': numpy array, ...}."""
-  from xdn import checkpoints  # pylint: disable=g-import-not-at-top
+  from xdn.workdir import checkpoints  # pylint: disable=g-import-not-at-top
   ckpt = checkpoints.Checkpointer(workdir)
   try:
     state = ckpt.restore(None, which, step)

@@ -7,8 +7,8 @@ import pytest
 
 from configs import default
 from xdn import models
-from xdn import noise_estimation
-from xdn import self_supervised as ss
+from xdn.noise import estimation as noise_estimation
+from xdn.losses import self_supervised as ss
 
 
 def make_config(loss='noise2self', **model_fields):

@@ -11,14 +11,14 @@ from PIL import Image
 import pytest
 
 from configs import self_supervised as ss_config
-from xdn import batching
-from xdn import checkpoints
+from xdn.runtime import batching
+from xdn.workdir import checkpoints
 from xdn import models
 from xdn import pretrained
-from xdn import radiograph_io
-from xdn import state as state_lib
-from xdn import train
-from xdn import warm_start
+from xdn.io import radiographs as radiograph_io
+from xdn.workdir import state as state_lib
+from xdn.training import train
+from xdn.training import warm_start
 from xdn.data import folder
 from xdn.data import noisy_copy
 from xdn.data import pipeline

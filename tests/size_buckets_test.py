@@ -8,10 +8,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from xdn import inference
+from xdn.inference import denoiser as inference
 from xdn import models
-from xdn import noise_estimation
-from xdn import size_buckets
+from xdn.noise import estimation as noise_estimation
+from xdn.inference import size_buckets
 from xdn.models import unet
 
 

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 from xdn import errors
-from xdn import evaluate
+from xdn.cli import evaluate
 from xdn import examples
-from xdn import fidelity_report
-from xdn import inference
-from xdn import noise
-from xdn import noise_estimation
+from xdn.evaluation import fidelity as fidelity_report
+from xdn.inference import denoiser as inference
+from xdn.noise import synthetic as noise
+from xdn.noise import estimation as noise_estimation
 from xdn import pretrained
-from xdn import radiograph_io
-from xdn import strength
-from xdn import strength_calibration
+from xdn.io import radiographs as radiograph_io
+from xdn.inference import strength
+from xdn.evaluation import calibration as strength_calibration
 
 CALIBRATED = {'strength_levels': {'low': 0.55, 'medium': 0.7, 'high': 0.8,
                                   'full': 1.0}}
@@ -171,7 +171,7 @@ def test_models_without_a_noise_map_refuse_a_strength(shipped):
 
 
 def test_export_carries_the_calibrated_levels(tmp_path):
-  from xdn import export  # pylint: disable=g-import-not-at-top
+  from xdn.cli import export  # pylint: disable=g-import-not-at-top
   from tests.denoise_test import make_workdir  # pylint: disable=g-import-not-at-top
   from tests.denoise_test import tiny_unet_config  # pylint: disable=g-import-not-at-top
   config = tiny_unet_config()

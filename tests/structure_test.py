@@ -1,7 +1,7 @@
 """The one-way structure: what each layer may import, and the light paths.
 
 Library modules never import a command-line module; the inference path
-(`xdn.inference`, `xdn-denoise`) never loads TensorFlow, TFDS, clu or the
+(`xdn.inference.denoiser`, `xdn-denoise`) never loads TensorFlow, TFDS, clu or the
 training code; an installed (not editable) xdn runs its console scripts
 from any directory.
 """
@@ -15,19 +15,19 @@ import sys
 import numpy as np
 import pytest
 
-from xdn import image_io
+from xdn.io import images as image_io
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-COMMAND_LINES = {'xdn.denoise', 'xdn.evaluate', 'xdn.export', 'xdn.bench',
-                 'xdn.curves',
+COMMAND_LINES = {'xdn.cli.denoise', 'xdn.cli.evaluate', 'xdn.cli.export', 'xdn.bench',
+                 'xdn.cli.curves',
                  'xdn.bench.__main__', 'xdn.data.noisy_copy',
                  'xdn.beam.pipeline', 'xdn.beam.__main__'}
 # The bottom layer: pure functions and I/O, importing no other xdn layer.
-BOTTOM = {'xdn.noise', 'xdn.metrics', 'xdn.image_io', 'xdn.radiograph_io',
-          'xdn.noise_estimation', 'xdn.errors', 'xdn.batching',
-          'xdn.noise_physics', 'xdn.lesions', 'xdn.task_metrics',
-          'xdn.noise_report', 'xdn.xla_flags', 'xdn.strength',
-          'xdn.image_quality', 'xdn.dicom_derived', 'xdn.size_buckets'}
+BOTTOM = {'xdn.noise.synthetic', 'xdn.metrics.similarity', 'xdn.io.images', 'xdn.io.radiographs',
+          'xdn.noise.estimation', 'xdn.errors', 'xdn.runtime.batching',
+          'xdn.noise.physics', 'xdn.metrics.lesions', 'xdn.metrics.observers',
+          'xdn.noise.report', 'xdn.runtime.xla_flags', 'xdn.inference.strength',
+          'xdn.metrics.image_quality', 'xdn.io.dicom_derived', 'xdn.inference.size_buckets'}
 ALLOWED_IN_BOTTOM = BOTTOM | {'xdn.models'}
 
 
@@ -74,9 +74,9 @@ def test_bottom_layer_imports_only_the_bottom(module):
 
 # Off the shipped model's denoising path: TensorFlow, plotting, training
 # code, and orbax / optax (loaded only for a training workdir's model).
-_HEAVY = ('tensorflow', 'tensorflow_datasets', 'clu', 'xdn.train',
-          'xdn.data.pipeline', 'xdn.fidelity_loss', 'matplotlib',
-          'orbax.checkpoint', 'optax', 'xdn.state', 'xdn.checkpoints')
+_HEAVY = ('tensorflow', 'tensorflow_datasets', 'clu', 'xdn.training.train',
+          'xdn.data.pipeline', 'xdn.losses.fidelity', 'matplotlib',
+          'orbax.checkpoint', 'optax', 'xdn.workdir.state', 'xdn.workdir.checkpoints')
 
 
 def _loaded_heavy_modules(code: str, cwd: str) -> list:
@@ -92,7 +92,7 @@ def _loaded_heavy_modules(code: str, cwd: str) -> list:
 
 
 def test_inference_import_is_light(tmp_path):
-  assert _loaded_heavy_modules('import xdn.inference', str(tmp_path)) == []
+  assert _loaded_heavy_modules('import xdn.inference.denoiser', str(tmp_path)) == []
 
 
 def test_denoise_command_never_loads_tensorflow(tmp_path):

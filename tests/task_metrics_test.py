@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from xdn import lesion_eval
-from xdn import lesions
-from xdn import task_metrics
+from xdn.evaluation import lesions as lesion_eval
+from xdn.metrics import lesions
+from xdn.metrics import observers as task_metrics
 
 
 def _sites(n, spacing=40, size=320):

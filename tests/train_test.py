@@ -9,9 +9,9 @@ import pytest
 
 from configs import default
 from xdn import models
-from xdn import state as state_lib
-from xdn import batching
-from xdn import train
+from xdn.workdir import state as state_lib
+from xdn.runtime import batching
+from xdn.training import train
 
 
 def make_config(name='autoencoder', **model_fields):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xdn import losses
+from xdn.losses import supervised as losses
 from xdn.models import VAE, VAEOutput
 
 

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from xdn import inference
-from xdn import xla_flags
+from xdn.inference import denoiser as inference
+from xdn.runtime import xla_flags
 from xdn.bench import denoise_speed
 
 REPO = os.path.join(os.path.dirname(__file__), '..')

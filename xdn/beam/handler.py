@@ -4,14 +4,14 @@
   results = keyed_images | RunInference(handler)   # (path, [H, W] image)
 
 Each example is one radiograph as `xdn-denoise` sees it: [H, W] float32 in
-[0, 1], bright = dense (`xdn.radiograph_io.read_radiograph(...).pixels`).
+[0, 1], bright = dense (`xdn.io.radiographs.read_radiograph(...).pixels`).
 Each `PredictionResult.inference` is a `DenoisedImage`: the denoised pixels
 (same shape and range), the noise the model was told (given, or estimated
 from that image as `xdn-denoise` does) and the seconds it took. Images are
-denoised whole or in tiles by `xdn.inference.denoise_image`'s rule, so the
+denoised whole or in tiles by `xdn.inference.denoiser.denoise_image`'s rule, so the
 pixels equal `xdn-denoise`'s for the same model, precision and strength.
 
-The model loads through `xdn.inference.load` (which sets XLA's flags and
+The model loads through `xdn.inference.denoiser.load` (which sets XLA's flags and
 JAX's compilation cache as the command lines do) once per worker process,
 or once per machine when `share_across_processes` (default: when JAX has
 an accelerator plugin installed, so that one GPU holds one copy).
@@ -29,10 +29,10 @@ from apache_beam.ml.inference import base
 import numpy as np
 
 from xdn import errors
-from xdn import inference
-from xdn import outputs
-from xdn import strength as strength_lib
-from xdn.noise_estimation import NoiseEstimate
+from xdn.inference import denoiser as inference
+from xdn.inference import outputs
+from xdn.inference import strength as strength_lib
+from xdn.noise.estimation import NoiseEstimate
 
 METRICS_NAMESPACE = 'xdn'
 # JAX's accelerator plugins: with one installed, a machine's worker
@@ -79,7 +79,7 @@ class LoadedDenoiser:
       return self.noise_level
     # Estimated here rather than inside denoise_image (which would do the
     # same) so that the results table can show it.
-    from xdn import noise_estimation  # pylint: disable=g-import-not-at-top
+    from xdn.noise import estimation as noise_estimation  # pylint: disable=g-import-not-at-top
     return noise_estimation.estimate_noise(image)
 
   def denoise(self, images: Sequence[np.ndarray]) -> List[DenoisedImage]:
@@ -116,13 +116,13 @@ class XdnModelHandler(base.ModelHandler[np.ndarray, base.PredictionResult,
 
   Args:
     model: 'pretrained' (the model shipped inside xdn), a folder exported
-      by `python -m xdn.export`, or a training workdir; a path every worker
+      by `python -m xdn.cli.export`, or a training workdir; a path every worker
       can read.
     precision: 'float32', 'bfloat16' or 'auto', as `xdn-denoise
-      --precision` (`xdn.inference.resolve_precision`).
+      --precision` (`xdn.inference.denoiser.resolve_precision`).
     strength: 'low', 'medium', 'high', 'full' or a factor, as
       `xdn-denoise --strength`; None: the model's default.
-    noise_level: the noise every image has (`xdn.noise_estimation.
+    noise_level: the noise every image has (`xdn.noise.estimation.
       known_noise`; `xdn-denoise --noise`); None: estimated per image.
     checkpoint: a workdir's 'best' or 'latest' checkpoint.
     tile, overlap, batch_size, max_pixels, ensemble_max_pixels: as the
@@ -130,7 +130,7 @@ class XdnModelHandler(base.ModelHandler[np.ndarray, base.PredictionResult,
     max_batch_size: images per RunInference batch (BatchElements).
     share_across_processes: one model per machine; None: when an
       accelerator plugin is installed.
-    compile_cache: JAX's persistent compilation cache (`xdn.compile_cache`).
+    compile_cache: JAX's persistent compilation cache (`xdn.runtime.compile_cache`).
   """
 
   def __init__(self, model: str = 'pretrained', *, precision: str = 'auto',
@@ -167,9 +167,9 @@ class XdnModelHandler(base.ModelHandler[np.ndarray, base.PredictionResult,
 
   def load_model(self) -> LoadedDenoiser:
     """Loads the denoiser in this worker (XLA flags first, as the CLIs)."""
-    from xdn import checkpoints  # pylint: disable=g-import-not-at-top
-    from xdn import radiograph_io  # pylint: disable=g-import-not-at-top
-    from xdn import xla_flags  # pylint: disable=g-import-not-at-top
+    from xdn.workdir import checkpoints  # pylint: disable=g-import-not-at-top
+    from xdn.io import radiographs as radiograph_io  # pylint: disable=g-import-not-at-top
+    from xdn.runtime import xla_flags  # pylint: disable=g-import-not-at-top
     xla_flags.configure_xla_cpu()  # Before this process's first JAX call.
     checkpoints.quiet_orbax_logs()
     radiograph_io.quiet_pydicom_logs()

@@ -18,7 +18,7 @@ on any file system Beam has installed (local, gs://, s3://, hdfs://).
 
 Outputs are `xdn-denoise`'s: the input's name relative to the input root
 under --output, in the same format, bit depth and DICOM metadata
-(`xdn.outputs`, `xdn.radiograph_io`), written atomically (a temporary name
+(`xdn.inference.outputs`, `xdn.io.radiographs`), written atomically (a temporary name
 in the same folder, then a rename; object stores publish an object only
 once it is whole) under names that depend on the input alone. So a rerun
 after a crash, or a retried bundle, never leaves half a file and never a
@@ -59,15 +59,15 @@ from apache_beam.ml.inference import base
 from apache_beam.options import pipeline_options
 import numpy as np
 
-from xdn import denoise as denoise_cli
+from xdn.cli import denoise as denoise_cli
 from xdn import errors
-from xdn import image_io
-from xdn import inference
-from xdn import noise
-from xdn import outputs
+from xdn.io import images as image_io
+from xdn.inference import denoiser as inference
+from xdn.noise import synthetic as noise
+from xdn.inference import outputs
 from xdn import pretrained
-from xdn import radiograph_io
-from xdn import strength as strength_lib
+from xdn.io import radiographs as radiograph_io
+from xdn.inference import strength as strength_lib
 from xdn.beam import handler as handler_lib
 
 RESULTS = 'xdn_results'  # .csv in --output
@@ -447,7 +447,7 @@ def check_options(options: XdnOptions) -> Tuple[Settings, str, bool]:
     if _is_local(model) and not os.path.isdir(model):
       raise errors.UserError(
           f"--model={model!r} is no folder; name 'pretrained', a folder "
-          'exported by python -m xdn.export or a training workdir')
+          'exported by python -m xdn.cli.export or a training workdir')
     if _is_local(model) and not (pretrained.available(model) or
                                  os.path.exists(os.path.join(
                                      model, 'config.json'))):

@@ -1,7 +1,7 @@
 """Training and inference speed of the xdn models, optionally against Keras.
 
 `python -m xdn.bench` (or `xdn-bench`) prints one JSON object; see
-`benchmark()` for its fields. The timed step is `xdn.train`'s real pmapped
+`benchmark()` for its fields. The timed step is `xdn.training.train`'s real pmapped
 train step on one device, so the numbers are what training runs at.
 """
 
@@ -19,10 +19,10 @@ import ml_collections
 from flax import jax_utils
 import numpy as np
 
-from xdn import batching
+from xdn.runtime import batching
 from xdn import models
-from xdn import state as state_lib
-from xdn import train
+from xdn.workdir import state as state_lib
+from xdn.training import train
 
 MODELS = models.MODELS
 

@@ -77,7 +77,7 @@ def main(argv):
     print(json.dumps(results))
     print(folder_speed.markdown(results))
     return
-  from xdn import xla_flags  # pylint: disable=g-import-not-at-top
+  from xdn.runtime import xla_flags  # pylint: disable=g-import-not-at-top
   # As the commands that run each do: time what users run.
   xla_flags.configure_xla_cpu(training=not (_INFERENCE.value or _BEAM.value))
   if _BEAM.value:

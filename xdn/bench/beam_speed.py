@@ -83,7 +83,7 @@ def benchmark(images: int = 16, workers: Sequence[int] = (1, 2, 4),
   inputs = os.path.join(base, 'in')
   pixels = synthetic_folder.make(inputs, images)
   python = sys.executable
-  cli = lambda out: [python, '-m', 'xdn.denoise', f'--out={out}',
+  cli = lambda out: [python, '-m', 'xdn.cli.denoise', f'--out={out}',
                      '--overwrite', inputs]
   subprocess.run(cli(os.path.join(base, 'warmup')), check=True,
                  capture_output=True)  # Fills the compilation cache.

@@ -25,10 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xdn import inference
-from xdn import noise
-from xdn import noise_estimation
-from xdn import xla_flags
+from xdn.inference import denoiser as inference
+from xdn.noise import synthetic as noise
+from xdn.noise import estimation as noise_estimation
+from xdn.runtime import xla_flags
 
 
 def peak_flops(precision: str) -> Dict[str, Any]:

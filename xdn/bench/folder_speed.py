@@ -5,7 +5,7 @@
       [--denoise_flags=--precision=float32,--strength=full] [--baseline=DIR]
 
 Makes a folder of synthetic radiographs (`synthetic_folder.make`: half
-16-bit PNG, half 12-bit DICOM) and times `python -m xdn.denoise` over it as
+16-bit PNG, half 12-bit DICOM) and times `python -m xdn.cli.denoise` over it as
 fresh processes: first with an empty compilation cache folder (a user's
 first run), then `rounds` times with it filled (every later run). Each run
 is reported with its wall seconds, images per second and peak resident
@@ -75,7 +75,7 @@ class _Side:
           [os.path.abspath(checkout)] +
           [p for p in [os.environ.get('PYTHONPATH')] if p])
     self.cwd = tempfile.mkdtemp(prefix='cwd-', dir=base)  # No xdn/ here.
-    self.command = [sys.executable, '-m', 'xdn.denoise', f'--out={self.out}',
+    self.command = [sys.executable, '-m', 'xdn.cli.denoise', f'--out={self.out}',
                     '--overwrite', *flags, inputs]
     self.runs: List[Dict[str, Any]] = []
 

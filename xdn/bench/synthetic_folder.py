@@ -10,7 +10,7 @@ from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 
-from xdn import image_io
+from xdn.io import images as image_io
 
 SIZES = ((512, 512), (1024, 1024), (1536, 1536), (2048, 2048),
          (2048, 1536), (1024, 768), (1536, 2048), (768, 512))
@@ -57,7 +57,7 @@ def make(folder: str, count: int, seed: int = 0,
 
 def compare(folder: str, reference: str) -> Dict[str, Any]:
   """Identical files, or the largest pixel difference in [0, 1] units."""
-  from xdn import radiograph_io  # pylint: disable=g-import-not-at-top
+  from xdn.io import radiographs as radiograph_io  # pylint: disable=g-import-not-at-top
   identical, worst, names = 0, 0.0, sorted(
       n for n in os.listdir(reference) if n.endswith(('.png', '.dcm')))
   for name in names:

@@ -1,7 +1,7 @@
 """A folder of radiographs as a data source (`data.name='folder'`).
 
 Any folder of PNG, JPEG, TIFF (8 or 16 bit), BMP or DICOM files, of any size
-and in subfolders, read through `xdn.radiograph_io` (so DICOM rescale,
+and in subfolders, read through `xdn.io.radiographs` (so DICOM rescale,
 MONOCHROME1 and bit depths are handled as `xdn-denoise` handles them).
 
 Splits are by patient, deterministic and independent of file order: a file
@@ -31,8 +31,8 @@ import numpy as np
 from PIL import Image
 
 from xdn import errors
-from xdn import image_io
-from xdn import radiograph_io
+from xdn.io import images as image_io
+from xdn.io import radiographs as radiograph_io
 from xdn.data import patient_split
 
 SPLITS = ('train', 'validation', 'test')

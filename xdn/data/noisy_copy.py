@@ -40,10 +40,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from xdn import errors
-from xdn import image_io
-from xdn import noise
-from xdn import noise_report
-from xdn import radiograph_io
+from xdn.io import images as image_io
+from xdn.noise import synthetic as noise
+from xdn.noise import report as noise_report
+from xdn.io import radiographs as radiograph_io
 from xdn.data import folder
 from xdn.data import patient_split
 from xdn.data.chest_xray_sample import chest_xray_sample_dataset_builder as sample
@@ -60,7 +60,7 @@ def define_flags() -> None:
   flags.DEFINE_string('src', None, f'Folder of clean radiographs, or {SAMPLE!r}'
                       ' (the embedded set).')
   flags.DEFINE_string('out', None, 'Folder for the copies (created).')
-  flags.DEFINE_string('noise', 'gaussian:25', 'KIND:LEVEL as in xdn.noise '
+  flags.DEFINE_string('noise', 'gaussian:25', 'KIND:LEVEL as in xdn.noise.synthetic '
                       '(gaussian:25, poisson_gaussian:50, speckle:0.2), a '
                       "preset, or 'none' to copy the files unchanged.")
   flags.DEFINE_float('read_noise', noise.DEFAULT_READ_NOISE, 'poisson_gaussian read-noise sigma '

@@ -33,7 +33,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from xdn import errors
-from xdn import image_io
+from xdn.io import images as image_io
 from xdn.data import folder
 from xdn.data import prefetch
 

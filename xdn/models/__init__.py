@@ -39,7 +39,7 @@ class ModelSpec:
   # Image sizes are padded to a multiple of this (from the model's fields).
   size_multiple: Callable[[Dict[str, Any]], int] = lambda fields: 1
   # Whether it takes a `valid` region inside a larger input (from its
-  # fields): one compiled program then serves many sizes (xdn.size_buckets).
+  # fields): one compiled program then serves many sizes (xdn.inference.size_buckets).
   takes_valid: Callable[[Dict[str, Any]], bool] = lambda fields: False
 
   def fields(self) -> Dict[str, Any]:

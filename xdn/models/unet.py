@@ -9,7 +9,7 @@ the noise is a simpler function to learn than the clean image).
 
 Any H, W works: the input is reflect-padded to a multiple of 2**depth and
 the output cropped back. With `valid=(h, w)` the network takes an input
-larger than the image (a size bucket, `xdn.size_buckets`: one compiled
+larger than the image (a size bucket, `xdn.inference.size_buckets`: one compiled
 program for many image sizes) and computes exactly what it computes on the
 image alone: every feature map is zeroed outside the image's region at its
 resolution before each convolution reads it, which is what the zero
@@ -18,17 +18,17 @@ resolution before each convolution reads it, which is what the zero
 Two options move it towards DRUNet (Zhang et al., TPAMI 2021), the network
 the shipped model uses:
   * `noise_map=True`: the input's last channel is a map of the noise's
-    standard deviation per pixel (see `xdn.noise.noise_std_map`), so one
+    standard deviation per pixel (see `xdn.noise.synthetic.noise_std_map`), so one
     model serves every noise level and kind it was trained on; the output
     has one channel less.
   * `correlation_map=True` (with `noise_map`): a further channel tells the
     noise's spatial correlation, so one model serves white and correlated
-    (detector) noise; see `xdn.noise_physics`.
+    (detector) noise; see `xdn.noise.physics`.
   * `strength_map=True` (with `noise_map` and `correlation_map`): a last
     channel, (1 - s) times the std map, tells the denoising strength s
-    (`xdn.strength`; 0 at full strength), so one model is trained for
+    (`xdn.inference.strength`; 0 at full strength), so one model is trained for
     every trade of noise against detail without mistaking a lower
-    strength for a lower noise (`xdn.fidelity_loss`).
+    strength for a lower noise (`xdn.losses.fidelity`).
   * `use_bias=False` with `norm='none'`: a bias-free network (Mohan et al.,
     ICLR 2020), positively homogeneous, which generalises beyond the noise
     levels seen in training.
@@ -74,7 +74,7 @@ class Region:
 
   `valid`: int [rows, cols] of the image at full resolution (multiples of
   2**depth). `margin`: None, or static (rows, cols) that the input extends
-  at most beyond it (a size bucket's, `xdn.size_buckets.margin`): then only
+  at most beyond it (a size bucket's, `xdn.inference.size_buckets.margin`): then only
   strips that wide along the bottom and right are masked, not whole maps,
   which costs a fraction of the memory traffic.
   """
@@ -142,7 +142,7 @@ class UNet(nn.Module):
   use_bias: bool = True
   noise_map: bool = False  # The input's last channel is the noise std map.
   # With noise_map: one more input channel, the noise's neighbour
-  # correlation times the std map (`xdn.noise.with_noise_map`).
+  # correlation times the std map (`xdn.noise.synthetic.with_noise_map`).
   correlation_map: bool = False
   # With both maps: one more, (1 - strength) times the std map.
   strength_map: bool = False

@@ -28,7 +28,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from xdn import image_io
+from xdn.io import images as image_io
 from xdn.data import patient_split
 from xdn.data.chest_xray import kaggle_files
 
