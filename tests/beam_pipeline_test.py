@@ -28,6 +28,7 @@ pytest.importorskip('apache_beam')
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from tests import dicom_fixtures as df
 from xdn import errors
+from xdn.io import atomic
 from xdn.io import images as image_io
 from xdn.inference import outputs
 from xdn.io import radiographs as radiograph_io
@@ -59,7 +60,7 @@ def _outputs(folder: pathlib.Path) -> dict:
   for path in folder.rglob('*'):
     name = str(path.relative_to(folder))
     if path.is_file() and name not in SIDE_FILES and not (
-        outputs.is_temporary(name)):
+        atomic.is_temporary(name)):
       found[name] = path.read_bytes()
   return found
 

@@ -79,7 +79,7 @@ def test_sigterm_saves_and_resumes_on_another_device_count(
   assert process.wait(timeout=60) == 0
   with open(log) as f:
     text = f.read()
-  assert 'Received SIGTERM: saving a checkpoint, then stopping.' in text
+  assert 'Received SIGTERM: saving a checkpoint, then stopping;' in text
   stopped = int(re.search(r'Stopped at step (\d+); rerun the same command '
                           'to resume', text).group(1))
   assert stopped < STEPS

@@ -61,6 +61,7 @@ import numpy as np
 
 from xdn.cli import denoise as denoise_cli
 from xdn import errors
+from xdn.io import atomic
 from xdn.io import images as image_io
 from xdn.inference import denoiser as inference
 from xdn.noise import synthetic as noise
@@ -174,10 +175,10 @@ def _read_bytes(path: str) -> bytes:
 
 def write_atomically(data: bytes, target: str) -> None:
   """Local: a temporary file beside `target`, then os.replace
-  (`outputs.write_bytes`). Object stores (gs://, s3://) make an object
+  (`atomic.write_bytes`). Object stores (gs://, s3://) make an object
   visible only when its upload completes, so a direct write is atomic."""
   if _is_local(target):
-    outputs.write_bytes(data, target)
+    atomic.write_bytes(data, target)
     return
   with FileSystems.create(target, mime_type='application/octet-stream') as f:
     f.write(data)
@@ -411,7 +412,7 @@ def input_pattern(text: str) -> Tuple[str, str, bool]:
 def _accept_radiographs(path: str) -> bool:
   """A folder's members that xdn reads (extension-less local files by
   their DICOM magic), never a temporary file of a killed run."""
-  if outputs.is_temporary(path):
+  if atomic.is_temporary(path):
     return False
   if _is_local(path):
     return radiograph_io.is_radiograph_file(path)
@@ -492,7 +493,7 @@ def build(pipeline: beam.Pipeline, options: XdnOptions) -> None:
       | 'Denoise' >> DenoiseArchive(
           settings, handler,
           _accept_radiographs if folder else lambda p: not
-          outputs.is_temporary(p)))
+          atomic.is_temporary(p)))
   join = FileSystems.join
   rows | 'WriteResults' >> beam.io.WriteToText(
       join(settings.output, RESULTS), file_name_suffix='.csv',

@@ -38,9 +38,7 @@ what was written stays.
 """
 
 import os
-import signal
 import sys
-import threading
 import time
 from concurrent import futures
 from typing import Any, Collection, Iterator, List, Optional, Sequence, Tuple
@@ -57,6 +55,7 @@ from xdn.noise import estimation as noise_estimation
 from xdn.inference import outputs
 from xdn import pretrained
 from xdn.io import radiographs as radiograph_io
+from xdn.runtime import stop as stop_lib
 from xdn.inference import size_buckets
 from xdn.inference import strength as strength_lib
 from xdn.inference.denoiser import Denoiser, denoise_image
@@ -272,7 +271,8 @@ def denoise_files(denoiser: Denoiser, inputs: Sequence[str], out_dir: str, *,
 
   path = pairs[0][0] if pairs else ''
   pending = None  # (result, write future) of the file before.
-  with _StopAfterCurrentFile() as stop, \
+  with stop_lib.StopRequest(
+      message='stopping after the current file') as stop, \
        futures.ThreadPoolExecutor(1, 'xdn-compile') as compiler, \
        futures.ThreadPoolExecutor(1, 'xdn-read') as reader, \
        futures.ThreadPoolExecutor(1, 'xdn-write') as writer:
@@ -358,33 +358,6 @@ def _log_summary(done: int, total: int, failed: Sequence[str],
     logging.warning('%d failed: %s%s', len(failed), shown,
                     f' and {more} more (see the errors above)' if more > 0
                     else '')
-
-
-class _StopAfterCurrentFile:
-  """Ctrl-C sets `requested`: the loop stops after the current file.
-
-  A second Ctrl-C raises KeyboardInterrupt at once. Only the main thread can
-  handle signals; elsewhere Ctrl-C keeps its default behaviour.
-  """
-
-  def __enter__(self) -> '_StopAfterCurrentFile':
-    self.requested = False
-    self._previous = None
-    if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGINT, self._handle)
-    return self
-
-  def _handle(self, signum: int, frame: Any) -> None:
-    del signum, frame
-    if self.requested:
-      raise KeyboardInterrupt
-    self.requested = True
-    logging.warning('Ctrl-C: stopping after the current file (press Ctrl-C '
-                    'again to stop now).')
-
-  def __exit__(self, *exc_info: Any) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGINT, self._previous)
 
 
 def parse_noise(text: str, read_noise: Optional[float] = None

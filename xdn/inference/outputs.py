@@ -8,10 +8,10 @@ input's relative name under the output folder, in the format and bit depth
 """
 
 import os
-import threading
 from typing import Any, Collection, Optional
 
 import xdn
+from xdn.io import atomic
 from xdn.io import images as image_io
 from xdn.io import radiographs as radiograph_io
 from xdn.noise.estimation import NoiseEstimate
@@ -47,39 +47,11 @@ def claim_output(radiograph: radiograph_io.Radiograph, relative: str,
   return target
 
 
-def temporary_path(target: str) -> str:
-  """Where `write_output` writes before renaming: beside `target` (the
-  rename stays on one file system), unique per process and thread, and
-  never an output's name (it ends in .tmp)."""
-  return f'{target}.{os.getpid()}.{threading.get_ident()}.tmp'
-
-
-def is_temporary(path: str) -> bool:
-  """Whether `path` is a `temporary_path` (a killed run may leave some)."""
-  parts = path.rsplit('.', 3)
-  return (len(parts) == 4 and parts[3] == 'tmp' and parts[1].isdigit() and
-          parts[2].isdigit())
-
-
-def write_bytes(data: bytes, target: str) -> None:
-  """Writes `data` to `target` atomically: a crash (even kill -9) leaves
-  either the old file or the whole new one, never half a file."""
-  os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
-  tmp = temporary_path(target)
-  try:
-    with open(tmp, 'wb') as f:
-      f.write(data)
-    os.replace(tmp, target)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
 def write_output(radiograph: radiograph_io.Radiograph, denoised,
                  target: str) -> None:
   """Encodes and writes one output atomically: a crash never leaves half
   a file."""
-  write_bytes(radiograph.to_file(denoised), target)
+  atomic.write_bytes(radiograph.to_file(denoised), target)
 
 
 def describe(denoiser: Any, noise_level: Optional[NoiseEstimate] = None

@@ -29,6 +29,7 @@ import optax
 from PIL import Image
 
 from xdn.runtime import batching
+from xdn.runtime import stop as stop_lib
 from xdn.workdir import checkpoints
 from xdn import errors
 from xdn.losses import fidelity as fidelity_loss
@@ -312,8 +313,8 @@ def eval_metrics(p_eval_step: Callable, state: TrainState, images: np.ndarray,
 # ------------------------------------------------------------------ loop
 
 
-class _StopRequest:
-  """Turns SIGTERM / SIGINT into a request the loop honours at a step end.
+class _StopRequest(stop_lib.StopRequest):
+  """SIGTERM / SIGINT become a request the loop honours at a step's end.
 
   In a multi-host run the signal may reach one process only (a scheduler
   preempting one host, a `kill` of one pid), yet all must stop at the same
@@ -323,9 +324,12 @@ class _StopRequest:
   """
 
   def __init__(self, sync_every: int = 1):
-    self.signal: Optional[int] = None
-    self._previous = {}
     self._sync_every = max(sync_every, 1)
+    super().__init__(
+        (signal.SIGTERM, signal.SIGINT),
+        'saving a checkpoint, then stopping' +
+        (f' (with every process, within {self._sync_every} steps)'
+         if jax.process_count() > 1 else ''))
 
   def should_stop(self, step: int) -> bool:
     """Whether to stop after `step`; the same answer on every process."""
@@ -341,28 +345,6 @@ class _StopRequest:
                     'at step %d, then stops.', first,
                     signal.Signals(int(requests[first])).name, step)
     return True
-
-  def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      try:
-        self._previous[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # Not the main thread: leave signals alone.
-        pass
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.signal is not None:  # A second Ctrl-C: stop now.
-      raise KeyboardInterrupt
-    self.signal = signum
-    logging.warning('Received %s: saving a checkpoint, then stopping%s.',
-                    signal.Signals(signum).name,
-                    f' (with every process, within {self._sync_every} steps)'
-                    if jax.process_count() > 1 else '')
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
 
 
 def _check_workdir(workdir: str) -> None:
