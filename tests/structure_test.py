@@ -1,6 +1,7 @@
-"""The one-way structure: what each layer may import, and the light paths.
+"""The one-way structure: what each package may import (the layer table of
+docs/architecture.md), and the light paths.
 
-Library modules never import a command-line module; the inference path
+No library package imports the command lines; the inference path
 (`xdn.inference.denoiser`, `xdn-denoise`) never loads TensorFlow, TFDS, clu or the
 training code; an installed (not editable) xdn runs its console scripts
 from any directory.
@@ -9,6 +10,7 @@ from any directory.
 import ast
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -18,22 +20,31 @@ import pytest
 from xdn.io import images as image_io
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-COMMAND_LINES = {'xdn.cli.denoise', 'xdn.cli.evaluate', 'xdn.cli.export', 'xdn.bench',
-                 'xdn.cli.curves',
-                 'xdn.bench.__main__', 'xdn.data.noisy_copy',
-                 'xdn.beam.pipeline', 'xdn.beam.__main__'}
-# The bottom layer: pure functions and I/O, importing no other xdn layer.
-BOTTOM = {'xdn.noise.synthetic', 'xdn.metrics.similarity', 'xdn.io.images', 'xdn.io.radiographs',
-          'xdn.noise.estimation', 'xdn.errors', 'xdn.runtime.batching',
-          'xdn.noise.physics', 'xdn.metrics.lesions', 'xdn.metrics.observers',
-          'xdn.noise.report', 'xdn.runtime.xla_flags', 'xdn.inference.strength',
-          'xdn.metrics.image_quality', 'xdn.io.dicom_derived', 'xdn.inference.size_buckets'}
-ALLOWED_IN_BOTTOM = BOTTOM | {'xdn.models'}
+ARCHITECTURE = ROOT / 'docs' / 'architecture.md'
+
+
+def layer_table() -> dict:
+  """{package: set of packages it may import}, from docs/architecture.md."""
+  table = {}
+  for line in ARCHITECTURE.read_text(encoding='utf-8').splitlines():
+    cells = [c.strip() for c in line.strip().strip('|').split('|')]
+    if len(cells) == 3 and cells[0].startswith('`xdn'):
+      table[cells[0].strip('`')] = set(re.findall(r'`(xdn[\w.]*)`', cells[2]))
+  return table
+
+
+LAYERS = layer_table()
 
 
 def _module_name(path: pathlib.Path) -> str:
   parts = path.relative_to(ROOT).with_suffix('').parts
+  if parts[0] == 'configs':  # Installed as xdn.configs.
+    parts = ('xdn',) + parts
   return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+def _package(module: str) -> str:
+  return '.'.join(module.split('.')[:2])
 
 
 def _xdn_imports(path: pathlib.Path) -> set:
@@ -42,34 +53,50 @@ def _xdn_imports(path: pathlib.Path) -> set:
     if isinstance(node, ast.ImportFrom) and node.module and (
         node.module.startswith('xdn')):
       found.add(node.module)
-      found.update(f'{node.module}.{a.name}' for a in node.names)
+      if node.module == 'xdn':
+        found.update(f'xdn.{a.name}' for a in node.names)
     elif isinstance(node, ast.Import):
       found.update(a.name for a in node.names if a.name.startswith('xdn'))
   return found
 
 
-def _is_command_line(module: str) -> bool:
-  # xdn.bench is the benchmark tool's package: all of it is on top.
-  return module in COMMAND_LINES or module.startswith('xdn.bench')
+SOURCES = sorted(p for p in list((ROOT / 'xdn').rglob('*.py')) +
+                 list((ROOT / 'configs').glob('*.py'))
+                 if '_test' not in p.name and 'dummy_data' not in p.parts)
 
 
-LIBRARY = sorted(p for p in (ROOT / 'xdn').rglob('*.py')
-                 if not _is_command_line(_module_name(p))
-                 and '_test' not in p.name and 'dummy_data' not in p.parts)
+def test_every_package_has_a_row():
+  packages = {_package(_module_name(p)) for p in SOURCES} - {'xdn'}
+  assert packages == set(LAYERS), (
+      f'docs/architecture.md misses {packages - set(LAYERS)} and lists '
+      f'{set(LAYERS) - packages}')
 
 
-@pytest.mark.parametrize('path', LIBRARY, ids=lambda p: _module_name(p))
-def test_library_modules_import_no_command_line(path):
-  bad = _xdn_imports(path) & COMMAND_LINES
-  assert not bad, f'{_module_name(path)} imports command lines {bad}'
+def test_the_table_runs_one_way():
+  # Each row may import only rows above it: the table is ordered, so it
+  # has no cycle.
+  order = list(LAYERS)
+  for package, allowed in LAYERS.items():
+    assert allowed <= set(order[:order.index(package)]), (
+        f'{package} may import {allowed - set(order[:order.index(package)])}'
+        ', which are not below it')
 
 
-@pytest.mark.parametrize('module', sorted(BOTTOM))
-def test_bottom_layer_imports_only_the_bottom(module):
-  path = ROOT / (module.replace('.', '/') + '.py')
-  imported = {m for m in _xdn_imports(path)
-              if m.count('.') <= 1 and m != 'xdn'}
-  assert imported <= ALLOWED_IN_BOTTOM, imported - ALLOWED_IN_BOTTOM
+@pytest.mark.parametrize('path', SOURCES, ids=lambda p: _module_name(p))
+def test_imports_follow_the_layer_table(path):
+  package = _package(_module_name(path))
+  used = {_package(m) for m in _xdn_imports(path)} - {package, 'xdn'}
+  assert used <= LAYERS.get(package, set()), (
+      f'{_module_name(path)} imports {sorted(used - LAYERS.get(package, set()))}, '
+      f'which docs/architecture.md does not allow {package}')
+
+
+def test_the_table_can_fail(tmp_path):
+  # A library module importing a command line breaks the rule.
+  bad = tmp_path / 'bad.py'
+  bad.write_text('from xdn.cli import denoise\n')
+  used = {_package(m) for m in _xdn_imports(bad)}
+  assert not used <= LAYERS['xdn.inference']
 
 
 # Off the shipped model's denoising path: TensorFlow, plotting, training
@@ -153,9 +180,7 @@ def test_installed_console_scripts_work_from_any_directory(installed,
   assert '"vae"' in out.stdout
 
 
-@pytest.mark.parametrize('path', LIBRARY + sorted(
-    p for p in (ROOT / 'xdn').rglob('*.py') if _is_command_line(
-        _module_name(p))), ids=lambda p: _module_name(p))
+@pytest.mark.parametrize('path', SOURCES, ids=lambda p: _module_name(p))
 def test_only_public_jax_api(path):
   private = set()
   for node in ast.walk(ast.parse(path.read_text())):
