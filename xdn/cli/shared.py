@@ -14,7 +14,7 @@ The same concept has the same flag everywhere:
   --compile_cache               keep compiled programs across runs
 
 Errors: a bad input or configuration (`errors.UserError`) prints one line,
-`error: ...`, and exits 1; a missing optional extra (`MissingExtra`) prints
+`error: ...`, and exits 1; a missing optional extra (`errors.MissingExtra`) prints
 one line naming the pip command and exits 2. Anything else is a bug and keeps
 its traceback.
 """
@@ -33,30 +33,10 @@ CHECKPOINTS = ('best', 'latest')
 PRETRAINED = 'pretrained'
 
 
-class MissingExtra(errors.UserError):
-  """An optional dependency is not installed: the message names the extra."""
-
-  def __init__(self, extra: str, package: str, what: str):
-    super().__init__(f'{what} needs the optional {package!r}: install it with '
-                     f'pip install "xdn[{extra}]"')
-    self.extra = extra
-
-
-def require(module: str, extra: str, what: str, package: str = ''):
-  """Imports `module` or raises `MissingExtra` naming `extra`."""
-  import importlib  # pylint: disable=g-import-not-at-top
-  try:
-    return importlib.import_module(module)
-  except ImportError as e:
-    if e.name and e.name.split('.')[0] != module.split('.')[0]:
-      raise  # The extra is there but something it needs is broken: a bug.
-    raise MissingExtra(extra, package or module.split('.')[0], what) from None
-
-
 def exit_on_user_error(error: errors.UserError) -> None:
   """Prints `error` as one line and exits: 2 for a missing extra, else 1."""
   print(f'error: {error}', file=sys.stderr)
-  sys.exit(2 if isinstance(error, MissingExtra) else 1)
+  sys.exit(2 if isinstance(error, errors.MissingExtra) else 1)
 
 
 # --- shared flag definitions (each command defines the ones it uses) -------
