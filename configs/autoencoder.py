@@ -1,6 +1,6 @@
 """The seed's autoencoder on the seed's medium Gaussian noise (64x64)."""
 
-from configs import default
+from xdn.configs import default
 
 
 def get_config(arg: str = ''):

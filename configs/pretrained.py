@@ -12,7 +12,7 @@ The folder is split by patient (80/10/10); `xdn-evaluate --folder` uses the
 same split for its held-out test images. See xdn/pretrained/MODEL_CARD.md.
 """
 
-from configs import default
+from xdn.configs import default
 
 
 def get_config(arg: str = ''):

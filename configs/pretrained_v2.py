@@ -16,7 +16,7 @@ inserted into half of the clean patches so that they survive denoising:
 See xdn/pretrained/MODEL_CARD.md for what it was trained on and measured.
 """
 
-from configs import pretrained
+from xdn.configs import pretrained
 
 
 def get_config(arg: str = ''):

@@ -24,7 +24,7 @@ strength on correlated noise and its lesion transfer stopped at 0.85.
 still lost 1.2 dB. So v3 keeps v2 whole and learns the trade in a branch.
 """
 
-from configs import pretrained_v2
+from xdn.configs import pretrained_v2
 
 
 def get_config(arg: str = ''):

@@ -1,6 +1,6 @@
 """The seed's autoencoder with skip connections (ResidualAutoencoder_V2_64)."""
 
-from configs import default
+from xdn.configs import default
 
 
 def get_config(arg: str = ''):

@@ -17,7 +17,7 @@ copy of a clean set (`python -m xdn.data.noisy_copy`) and evaluate on the
 clean set with `xdn-evaluate --config=...`.
 """
 
-from configs import default
+from xdn.configs import default
 
 
 def get_config(arg: str = ''):

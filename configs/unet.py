@@ -9,7 +9,7 @@ steps, under 10 minutes on 2 cores). With the Kaggle download:
 The denoiser shipped inside xdn is configs/pretrained.py.
 """
 
-from configs import default
+from xdn.configs import default
 
 
 def get_config(arg: str = ''):

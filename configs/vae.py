@@ -1,6 +1,6 @@
 """The seed's convolutional VAE: noisy input, clean target, MC ELBO."""
 
-from configs import default
+from xdn.configs import default
 
 
 def get_config(arg: str = ''):

@@ -34,7 +34,7 @@ import pytest  # pylint: disable=g-import-not-at-top
 @pytest.fixture(scope='session')
 def sample_data_dir(tmp_path_factory):
   """A TFDS data_dir holding the embedded chest_xray_sample, built once."""
-  from configs import default  # pylint: disable=g-import-not-at-top
+  from xdn.configs import default  # pylint: disable=g-import-not-at-top
   from xdn.data import pipeline  # pylint: disable=g-import-not-at-top
   data_dir = str(tmp_path_factory.mktemp('tfds'))
   config = default.get_config()

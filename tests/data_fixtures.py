@@ -87,7 +87,7 @@ def make_kaggle_zip(path, *, corrupt: str = '', shape=(48, 40)) -> dict:
 
 def data_config(data_dir, **overrides) -> ml_collections.ConfigDict:
   """`config.data` of configs/default.py with a data_dir and overrides."""
-  from configs import default  # pylint: disable=g-import-not-at-top
+  from xdn.configs import default  # pylint: disable=g-import-not-at-top
   config = default.get_config().data
   config.data_dir = str(data_dir)
   config.update(overrides)

@@ -13,7 +13,7 @@ from pydicom import uid
 import pytest
 from scipy import ndimage
 
-from configs import default
+from xdn.configs import default
 from tests import dicom_fixtures
 from xdn.workdir import checkpoints
 from xdn.cli import denoise

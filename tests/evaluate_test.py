@@ -13,7 +13,7 @@ import pytest
 from scipy import ndimage
 from scipy import stats
 
-from configs import default
+from xdn.configs import default
 from xdn.cli import evaluate
 from xdn.data import pipeline
 from tests.denoise_test import FakeDenoiser

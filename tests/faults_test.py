@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from configs import default
+from xdn.configs import default
 from tests import data_fixtures
 from tests import reliability_utils as ru
 from tests.reliability_utils import compile_cache  # pylint: disable=unused-import  # Fixture.

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import jax_utils
 
-from configs import default
+from xdn.configs import default
 from xdn import errors
 from xdn.losses import fidelity as fidelity_loss
 from xdn import models

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from configs import default
+from xdn.configs import default
 from tests import dicom_fixtures
 from xdn import errors
 from xdn.io import images as image_io

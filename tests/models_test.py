@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default
+from xdn.configs import default
 from xdn.losses import supervised as losses
 from xdn import models
 

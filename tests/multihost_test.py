@@ -131,7 +131,7 @@ def test_each_process_reads_its_own_shard(sample_data_dir):
 
 
 def data_config(data_dir):
-  from configs import default  # pylint: disable=g-import-not-at-top
+  from xdn.configs import default  # pylint: disable=g-import-not-at-top
   config = default.get_config()
   config.data.data_dir = data_dir
   return config.data

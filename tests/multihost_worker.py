@@ -21,7 +21,7 @@ import flax
 import jax
 import numpy as np
 
-import run  # pylint: disable=g-import-not-at-top  # Defines run.py's flags.
+from xdn.cli import train as train_cli  # pylint: disable=g-import-not-at-top
 from xdn.workdir import checkpoints
 from xdn.runtime import compile_cache
 from xdn.training import train
@@ -37,7 +37,7 @@ def main(argv):
   # JAX_COMPILATION_CACHE_DIR the test sets (a cache filled by the test
   # before made jaxlib 0.12's processes hang in their first collective).
   compile_cache.disable('multi-process run')
-  run.initialize_distributed(config)
+  train_cli.initialize_distributed(config)
   state = train.train_and_evaluate(config, flags.FLAGS.workdir)
   params = flax.traverse_util.flatten_dict(
       flax.serialization.to_state_dict(jax.device_get(state.params)), sep='/')
@@ -47,4 +47,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  train_cli.define_flags()  # As run.py.
   app.run(main)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default
+from xdn.configs import default
 from xdn.noise import synthetic as noise
 from xdn.noise import physics as noise_physics
 

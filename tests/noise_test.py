@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import default
+from xdn.configs import default
 from xdn.noise import synthetic as noise
 
 # 4 x 256 x 256 = 262144 samples per statistic: the relative standard error

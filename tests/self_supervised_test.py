@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default
+from xdn.configs import default
 from xdn import models
 from xdn.noise import estimation as noise_estimation
 from xdn.losses import self_supervised as ss

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from configs import self_supervised as ss_config
+from xdn.configs import self_supervised as ss_config
 from xdn.runtime import batching
 from xdn.workdir import checkpoints
 from xdn import models

@@ -171,7 +171,7 @@ def test_models_without_a_noise_map_refuse_a_strength(shipped):
 
 
 def test_export_carries_the_calibrated_levels(tmp_path):
-  from xdn.cli import export  # pylint: disable=g-import-not-at-top
+  from xdn.inference import export  # pylint: disable=g-import-not-at-top
   from tests.denoise_test import make_workdir  # pylint: disable=g-import-not-at-top
   from tests.denoise_test import tiny_unet_config  # pylint: disable=g-import-not-at-top
   config = tiny_unet_config()

@@ -86,9 +86,23 @@ def test_the_table_runs_one_way():
 def test_imports_follow_the_layer_table(path):
   package = _package(_module_name(path))
   used = {_package(m) for m in _xdn_imports(path)} - {package, 'xdn'}
+  if path.name == '__main__.py':  # `python -m xdn.beam`: a command line.
+    used -= {'xdn.cli'}
   assert used <= LAYERS.get(package, set()), (
       f'{_module_name(path)} imports {sorted(used - LAYERS.get(package, set()))}, '
       f'which docs/architecture.md does not allow {package}')
+
+
+def test_setup_cfg_lists_every_package():
+  import configparser  # pylint: disable=g-import-not-at-top
+  import setuptools  # pylint: disable=g-import-not-at-top
+  setup = configparser.ConfigParser()
+  setup.read(ROOT / 'setup.cfg')
+  listed = set(setup['options']['packages'].split())
+  found = set(setuptools.find_packages(str(ROOT), include=['xdn*'],
+                                       exclude=['*dummy_data*']))
+  assert listed == found | {'xdn.configs'}, (listed ^ (found | {'xdn.configs'}))
+  assert 'xdn.configs = configs' in setup['options']['package_dir']
 
 
 def test_the_table_can_fail(tmp_path):
@@ -103,7 +117,8 @@ def test_the_table_can_fail(tmp_path):
 # code, and orbax / optax (loaded only for a training workdir's model).
 _HEAVY = ('tensorflow', 'tensorflow_datasets', 'clu', 'xdn.training.train',
           'xdn.data.pipeline', 'xdn.losses.fidelity', 'matplotlib',
-          'orbax.checkpoint', 'optax', 'xdn.workdir.state', 'xdn.workdir.checkpoints')
+          'orbax.checkpoint', 'optax', 'xdn.workdir.state',
+          'xdn.workdir.checkpoints')
 
 
 def _loaded_heavy_modules(code: str, cwd: str) -> list:
@@ -178,6 +193,12 @@ def test_installed_console_scripts_work_from_any_directory(installed,
                        '--pipeline_steps=1')
   assert out.returncode == 0, out.stderr[-2000:]
   assert '"vae"' in out.stdout
+
+  # configs/ is installed as xdn.configs, never as a top-level package.
+  assert not (installed / 'configs').exists()
+  assert (installed / 'xdn' / 'configs' / 'unet.py').exists()
+  out = _run_installed(installed, tmp_path, 'xdn-train', '--help')
+  assert '--workdir' in out.stdout, out.stderr[-2000:]
 
 
 @pytest.mark.parametrize('path', SOURCES, ids=lambda p: _module_name(p))

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default
+from xdn.configs import default
 from xdn import models
 from xdn.workdir import state as state_lib
 from xdn.runtime import batching

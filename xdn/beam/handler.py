@@ -116,7 +116,7 @@ class XdnModelHandler(base.ModelHandler[np.ndarray, base.PredictionResult,
 
   Args:
     model: 'pretrained' (the model shipped inside xdn), a folder exported
-      by `python -m xdn.cli.export`, or a training workdir; a path every worker
+      by `xdn-export`, or a training workdir; a path every worker
       can read.
     precision: 'float32', 'bfloat16' or 'auto', as `xdn-denoise
       --precision` (`xdn.inference.denoiser.resolve_precision`).

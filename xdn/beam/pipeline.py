@@ -88,9 +88,10 @@ class XdnOptions(pipeline_options.PipelineOptions):
                         "('archive/**/*.dcm'; * stays in a folder, ** "
                         'crosses folders) or a folder (all PNG, JPEG, TIFF, '
                         'BMP and DICOM files under it).')
-    parser.add_argument('--output', help='Folder for the denoised files, '
+    parser.add_argument('--output', '--out', dest='output', help='Folder for the denoised files, '
                         f'{RESULTS}.csv and {FAILED}.txt (created).')
-    parser.add_argument('--model', default='pretrained', help="'pretrained' "
+    parser.add_argument('--model', '--workdir', dest='model',
+                        default='pretrained', help="'pretrained' "
                         '(the model shipped inside xdn), an exported model '
                         'folder or a training workdir, at a path every '
                         'worker can read.')
@@ -121,8 +122,12 @@ class XdnOptions(pipeline_options.PipelineOptions):
                         default=inference.MAX_WHOLE_PIXELS,
                         help='Images up to this many pixels are denoised '
                         'whole, larger ones in tiles (as xdn-denoise).')
-    parser.add_argument('--no_compile_cache', action='store_true',
+    parser.add_argument('--no_compile_cache', '--nocompile_cache',
+                        dest='no_compile_cache', action='store_true',
                         help="Leave JAX's persistent compilation cache off.")
+    parser.add_argument('--compile_cache', dest='no_compile_cache',
+                        action='store_false', help='Keep compiled programs '
+                        'on disk (the default).')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -448,7 +453,7 @@ def check_options(options: XdnOptions) -> Tuple[Settings, str, bool]:
     if _is_local(model) and not os.path.isdir(model):
       raise errors.UserError(
           f"--model={model!r} is no folder; name 'pretrained', a folder "
-          'exported by python -m xdn.cli.export or a training workdir')
+          'exported by xdn-export or a training workdir')
     if _is_local(model) and not (pretrained.available(model) or
                                  os.path.exists(os.path.join(
                                      model, 'config.json'))):

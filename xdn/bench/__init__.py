@@ -31,7 +31,7 @@ def model_config(name: str) -> ml_collections.ConfigDict:
   """The quick CPU variant of `configs/<name>.py` (installed with xdn)."""
   # `configs` is installed beside `xdn` (setup.cfg), so this works from any
   # directory, with `pip install .` as with `-e`.
-  return importlib.import_module(f'configs.{name}').get_config('quick')
+  return importlib.import_module(f'xdn.configs.{name}').get_config('quick')
 
 
 def median_images_per_second(step: Callable[[], Any], batch: int,

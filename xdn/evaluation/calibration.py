@@ -14,7 +14,7 @@ factors: correlated noise needs a lower one for the same fidelity. Each
 a setting where the output beats the input (clipping at sigma 50 hurts
 the input's d') does not make up for one that falls short. The result, `strength_levels.json`, is
 what the loaders read (`xdn.inference.denoiser`): in a training workdir it is used
-at once, and `python -m xdn.cli.export` carries it into an exported model.
+at once, and `xdn-export` carries it into an exported model.
 """
 
 import hashlib

@@ -515,7 +515,7 @@ def load_pretrained(precision: str = 'float32',
                     strength: Optional[strength_lib.Strength] = None
                     ) -> Denoiser:
   """The denoiser shipped inside xdn (see xdn/pretrained/MODEL_CARD.md),
-  or one exported the same way (`python -m xdn.cli.export`) to `folder`.
+  or one exported the same way (`xdn-export`) to `folder`.
 
   `precision`: 'float32', 'bfloat16' or 'auto' (see resolve_precision);
   `strength`: a level or factor of `xdn.inference.strength` (None: the default).

@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -83,6 +83,25 @@ def is_dicom(path: str) -> bool:
       return f.read(132)[128:] == b'DICM'
   except OSError:
     return False
+
+
+def pixel_spacing_mm(path: str) -> Optional[float]:
+  """A DICOM file's Pixel Spacing (else Imager Pixel Spacing) along y in
+  mm; None for other files and where the header states none (or 0) or
+  cannot be read: the spacing is a nicety, measurements work in pixels."""
+  if not is_dicom(path):
+    return None
+  try:
+    import pydicom  # pylint: disable=g-import-not-at-top  # Slow to import.
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    for keyword in ('PixelSpacing', 'ImagerPixelSpacing'):
+      value = ds.get(keyword)
+      if value:
+        spacing = float(value[0])
+        return spacing if spacing > 0 else None
+  except Exception:  # pylint: disable=broad-except  # Any type, if damaged.
+    return None
+  return None
 
 
 def read_radiograph(path: str, description: str = 'xdn denoised'

@@ -39,14 +39,27 @@ def noise_from_pair(out1: np.ndarray, out2: np.ndarray) -> np.ndarray:
   return diff / np.sqrt(2.0)
 
 
-def _detrend(tiles: np.ndarray) -> np.ndarray:
-  """[N, R, R] tiles minus their least-squares plane a + b*y + c*x."""
+def detrend_plane(tiles: np.ndarray) -> np.ndarray:
+  """[N, R, R] tiles minus each one's least-squares plane a + b*y + c*x
+  (TG-233's NPS detrending, `nps_2d`)."""
   n, r, _ = tiles.shape
   y, x = np.mgrid[0:r, 0:r] - (r - 1) / 2
   design = np.stack([np.ones(r * r), y.ravel(), x.ravel()], axis=1)
   flat = tiles.reshape(n, r * r).T
   coef, *_ = np.linalg.lstsq(design, flat, rcond=None)
   return (flat - design @ coef).T.reshape(n, r, r)
+
+
+def detrend_quadratic(block: np.ndarray) -> np.ndarray:
+  """One square [n, n] block minus its least-squares quadratic surface
+  (IEC 62220-1's flat-region detrending: anatomy's slow curvature is not
+  taken for noise)."""
+  n = block.shape[0]
+  y, x = np.mgrid[0:n, 0:n] / n - 0.5
+  basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y],
+                   -1).reshape(-1, 6)
+  coef, *_ = np.linalg.lstsq(basis, block.ravel(), rcond=None)
+  return block - (basis @ coef).reshape(n, n)
 
 
 def nps_2d(noise_images: Sequence[np.ndarray], roi: int = 64,
@@ -90,7 +103,7 @@ def nps_2d(noise_images: Sequence[np.ndarray], roi: int = 64,
     if not tiles:
       continue
     # Per image, so memory stays bounded by one image's ROIs.
-    spectra = np.fft.fft2(_detrend(np.stack(tiles)))
+    spectra = np.fft.fft2(detrend_plane(np.stack(tiles)))
     total += np.sum(np.abs(spectra)**2, axis=0)
     count += len(tiles)
   if count == 0:

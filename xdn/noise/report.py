@@ -1,8 +1,9 @@
 """A noise report for one radiograph: what a physicist looks at first.
 
-  xdn-noise scan.dcm --out=report/      # or: python -m xdn.noise.report ...
-
-Writes `<name>_noise.json` and `<name>_noise.png` with
+The library half of `xdn-noise` (`xdn.cli.noise`); xdn-denoise --example
+and the adaptation (`xdn.inference.adaptation`, through
+`xdn.noise.texture`) use its measurements too. `write` writes
+`<name>_noise.json` and `<name>_noise.png` with
   * the noise estimate xdn's denoiser is told (`xdn.noise.estimation`):
     its variance law, pixel std and neighbour correlations;
   * the noise std against intensity (per intensity bin, and the fitted law);
@@ -15,8 +16,8 @@ Writes `<name>_noise.json` and `<name>_noise.png` with
     variance. Frequencies in cycles per pixel (and per mm when the file
     states its pixel spacing); NPS on the 0-255 scale.
 
-Given the denoised image too (`--after=FILE`, or `--denoise` to run the
-model), the *after* side, for a real radiograph with no clean copy: in
+Given the denoised image too (`after_report`; `write(..., after=)`), the
+*after* side, for a real radiograph with no clean copy: in
 the same flat regions, the std and NPS of the output beside the input's,
 the shift of the NPS mean and peak frequency, and its shape RMSD (the
 texture: a denoiser that leaves only low-frequency noise looks waxy), with
@@ -28,12 +29,13 @@ and NPS on the 0-255 scale. Numpy (and matplotlib for the figure) only.
 """
 
 import dataclasses
-import json
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from xdn import errors
+from xdn.io import atomic
 from xdn.metrics import image_quality
 from xdn.noise import estimation as noise_estimation
 
@@ -50,16 +52,6 @@ class FlatRegions:
   corners: List[tuple]
 
 
-def detrend(block: np.ndarray) -> np.ndarray:
-  """Subtracts the least-squares quadratic surface from a square block."""
-  n = block.shape[0]
-  y, x = np.mgrid[0:n, 0:n] / n - 0.5
-  basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y],
-                   -1).reshape(-1, 6)
-  coef, *_ = np.linalg.lstsq(basis, block.ravel(), rcond=None)
-  return block - (basis @ coef).reshape(n, n)
-
-
 def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
   """Separable Gaussian blur (reflect borders), numpy only."""
   radius = int(3 * sigma + 0.5)
@@ -71,6 +63,31 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
   return sum(g[k] * out[:, k:k + image.shape[1]] for k in range(len(g)))
 
 
+def blocks_flattest(image: np.ndarray, block: int = 32,
+                    fraction: float = 0.25) -> List[tuple]:
+  """Corners of the flattest `fraction` of the [H, W] image's block x block
+  blocks, judged on its low-pass (sigma 4 px) detrended structure, so a
+  block is not chosen for having little noise by chance; blocks touching
+  clipped pixels (0 or 1) or constant are left out."""
+  smooth = gaussian_blur(np.asarray(image, np.float64), 4.0)
+  scores, corners = [], []
+  for y in range(0, image.shape[0] - block + 1, block):
+    for x in range(0, image.shape[1] - block + 1, block):
+      raw = image[y:y + block, x:x + block]
+      # Not blank or clipped (collimation, burnt-in labels): no noise there.
+      if raw.min() <= 0.0 or raw.max() >= 1.0 or np.ptp(raw) == 0:
+        continue
+      scores.append(np.std(image_quality.detrend_quadratic(
+          smooth[y:y + block, x:x + block])))
+      corners.append((y, x))
+  if not corners:
+    raise errors.UserError(f'no unclipped {block}x{block} region in an '
+                           f'image of shape {image.shape}: too small, or '
+                           'blank or saturated everywhere')
+  order = np.argsort(scores)[:max(1, int(round(len(corners) * fraction)))]
+  return [corners[i] for i in order]
+
+
 def flat_regions(image: np.ndarray, region: int = REGION,
                  fraction: float = 0.25) -> FlatRegions:
   """The flattest `fraction` of the image's non-overlapping regions.
@@ -79,8 +96,9 @@ def flat_regions(image: np.ndarray, region: int = REGION,
   """
   image = np.asarray(image, np.float64)
   chosen = blocks_flattest(image, region, fraction)
-  residuals = np.stack([detrend(image[y:y + region, x:x + region])
-                        for y, x in chosen])
+  residuals = np.stack([
+      image_quality.detrend_quadratic(image[y:y + region, x:x + region])
+      for y, x in chosen])
   return FlatRegions(residuals, chosen)
 
 
@@ -92,11 +110,13 @@ def neighbour_correlations(residuals: np.ndarray) -> tuple:
   return float(rho_y), float(rho_x)
 
 
-def radial_nps(residuals: np.ndarray, bins: int = 32) -> Dict[str, list]:
-  """Radially averaged NPS (0-255 scale, per unit frequency^2 in cycles/px)
-  of zero-mean regions [N, H, W] (`xdn.metrics.image_quality`): the mean of
-  |FFT|^2 / (H W), whose mean over the frequency grid is the variance.
-  Bins holding no frequency of the grid are left out.
+def flat_regions_nps(residuals: np.ndarray, bins: int = 32
+                     ) -> Dict[str, list]:
+  """The report's radially averaged NPS (0-255 scale, per unit frequency^2
+  in cycles/px) of zero-mean regions [N, H, W], as JSON-able lists
+  (`xdn.metrics.image_quality.radial_nps` of the mean of |FFT|^2 / (H W),
+  whose mean over the frequency grid is the variance). Bins holding no
+  frequency of the grid are left out.
   """
   nps = image_quality.nps_of_rois(np.asarray(residuals) * 255.0)
   freq, power = image_quality.radial_nps(nps, bins)
@@ -114,7 +134,7 @@ def report(image: np.ndarray, pixel_spacing_mm: Optional[float] = None
   xs, stds, counts = noise_estimation.noise_by_intensity(image)
   regions = flat_regions(image)
   flat_rho = neighbour_correlations(regions.residuals)
-  nps = radial_nps(regions.residuals)
+  nps = flat_regions_nps(regions.residuals)
   out = {
       'shape': list(image.shape),
       'estimate': {
@@ -149,12 +169,14 @@ def after_report(before: np.ndarray, after: np.ndarray) -> Dict[str, Any]:
   before = np.asarray(before, np.float64)
   after = np.asarray(after, np.float64)
   if before.shape != after.shape:
-    raise ValueError(f'the denoised image is {after.shape[0]}x'
-                     f'{after.shape[1]}, the input {before.shape[0]}x'
-                     f'{before.shape[1]}; pass the output of this input')
+    raise errors.UserError(f'the denoised image is {after.shape[0]}x'
+                           f'{after.shape[1]}, the input {before.shape[0]}x'
+                           f'{before.shape[1]}; give the denoised copy of '
+                           'this input')
   regions = flat_regions(before)
-  crop = lambda x: np.stack([detrend(x[y:y + REGION, c:c + REGION])
-                             for y, c in regions.corners])
+  crop = lambda x: np.stack([
+      image_quality.detrend_quadratic(x[y:y + REGION, c:c + REGION])
+      for y, c in regions.corners])
   sides = {'before': regions.residuals, 'after': crop(after),
            'removed': crop(before - after)}
   nps = {k: image_quality.nps_of_rois(255.0 * v) for k, v in sides.items()}
@@ -183,169 +205,6 @@ def after_report(before: np.ndarray, after: np.ndarray) -> Dict[str, Any]:
   }
 
 
-def plot(result: Dict[str, Any], path: str, title: str = '') -> None:
-  """The report's figure: std against intensity, and the radial NPS (with
-  the denoised image's beside it when the report has the after side)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-  by = result['std_by_intensity']
-  est = result['estimate']
-  left.plot(by['intensity'], by['std'], 'o', label='per intensity bin')
-  x = np.linspace(min(by['intensity'] or [0]), max(by['intensity'] or [1]),
-                  50)
-  left.plot(x, 255 * np.sqrt(np.maximum(est['a'] * x + est['b'], 0)), '-',
-            label='fitted law (told to the model)')
-  flat = result['flat_regions']
-  left.plot([flat['mean_intensity']], [flat['std']], 's',
-            label='flat regions (detrended)')
-  left.set_xlabel('intensity [0, 1]')
-  left.set_ylabel('noise std (0-255 scale)')
-  left.set_ylim(bottom=0)
-  left.legend(fontsize=8)
-  left.set_title(f"neighbour correlation {est['correlation']:.2f} "
-                 f"(flat regions {np.mean([flat['rho_y'], flat['rho_x']]):.2f})",
-                 fontsize=9)
-  nps = result['nps']
-  right.semilogy(nps['frequency_cycles_per_pixel'], nps['nps'], '.-',
-                 label='input')
-  after = result.get('after')
-  if after:
-    curves = after['nps_curves']
-    for key, style in (('after', 's-'), ('removed', ':')):
-      right.semilogy(curves['frequency_cycles_per_pixel'], curves[key],
-                     style, label={'after': 'denoised',
-                                   'removed': 'removed (input - denoised)'
-                                   }[key])
-    right.legend(fontsize=8)
-    left.plot([flat['mean_intensity']], [after['flat_std_after']], 'D',
-              label='flat regions, denoised')
-    left.legend(fontsize=8)
-  right.set_xlabel('spatial frequency (cycles / pixel)')
-  right.set_ylabel('NPS ((0-255)^2 px^2)')
-  right.set_title('radial noise power spectrum, flat regions' + (
-      f"; mean f {after['nps_mean_frequency_shift']:+.0%} after"
-      if after else ''), fontsize=9)
-  if title:
-    fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-
-
-def write(path: str, out_dir: str, after: Optional[Any] = None
-          ) -> Dict[str, Any]:
-  """Reads a radiograph file and writes its report (JSON and PNG); with
-  `after` (the denoised file's path, or its [H, W] pixels) the after side
-  too."""
-  from xdn.io import radiographs as radiograph_io  # pylint: disable=g-import-not-at-top
-  radiograph = radiograph_io.read_radiograph(path)
-  result = report(radiograph.pixels, _pixel_spacing(path))
-  result['file'] = os.path.basename(path)
-  if after is not None:
-    if isinstance(after, str):
-      result['after_file'] = os.path.basename(after)
-      after = radiograph_io.read_radiograph(after).pixels
-    result['after'] = after_report(radiograph.pixels, after)
-  os.makedirs(out_dir, exist_ok=True)
-  stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
-  with open(stem + '_noise.json', 'w') as f:
-    json.dump(result, f, indent=1)
-  plot(result, stem + '_noise.png', os.path.basename(path))
-  return result
-
-
-def _pixel_spacing(path: str) -> Optional[float]:
-  """The DICOM file's (Imager) Pixel Spacing in mm, else None."""
-  from xdn.io import radiographs as radiograph_io  # pylint: disable=g-import-not-at-top
-  if not radiograph_io.is_dicom(path):
-    return None
-  try:
-    import pydicom  # pylint: disable=g-import-not-at-top
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    for keyword in ('PixelSpacing', 'ImagerPixelSpacing'):
-      value = ds.get(keyword)
-      if value:
-        return float(value[0])
-  except Exception:  # pylint: disable=broad-except
-    return None  # The spacing is a nicety; the report works in pixels.
-  return None
-
-
-def main(argv: Sequence[str]) -> None:
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from xdn import errors  # pylint: disable=g-import-not-at-top
-  files = argv[1:]
-  if not files:
-    raise SystemExit('error: name the radiograph files, e.g. '
-                     'xdn-noise scan.dcm --out=report')
-  out = flags.FLAGS.out
-  afters = flags.FLAGS.after or []
-  if afters and len(afters) != len(files):
-    raise SystemExit(f'error: --after names {len(afters)} denoised files for '
-                     f'{len(files)} inputs; give one per input, in order')
-  failed = 0
-  for i, path in enumerate(files):
-    try:
-      result = write(path, out, afters[i] if afters else None)
-    except (OSError, ValueError, errors.UserError) as e:
-      print(f'error: {path}: {e}')
-      failed += 1
-      continue
-    flat = result['flat_regions']
-    line = (f"{path}: {result['estimate']['description']}; flat regions: std "
-            f"{flat['std']:.2f}, correlation y {flat['rho_y']:.2f} x "
-            f"{flat['rho_x']:.2f}")
-    if 'after' in result:
-      a = result['after']
-      line += (f"; denoised: std {a['flat_std_after']:.2f} "
-               f"({a['std_ratio']:.0%} kept), NPS mean frequency "
-               f"{a['nps_mean_frequency_before']:.3f} -> "
-               f"{a['nps_mean_frequency_after']:.3f} cycles/px "
-               f"({a['nps_mean_frequency_shift']:+.0%}), shape RMSD "
-               f"{a['nps_shape_rmsd']:.2f}")
-    print(line + f'; report in {out}')
-  if failed:
-    raise SystemExit(1)
-
-
-def run() -> None:
-  """Console-script entry point (setup.cfg: xdn-noise)."""
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string('out', 'noise_report', 'Folder for the report files.')
-  flags.DEFINE_list('after', None, 'The denoised copies of the inputs (one '
-                    'per input, in order, e.g. from xdn-denoise): adds the '
-                    'after side (std and NPS of the output in the same flat '
-                    'regions, NPS frequency shift and shape).')
-  app.run(main)
-
-
-
-def blocks_flattest(image: np.ndarray, block: int = 32,
-                    fraction: float = 0.25) -> List[tuple]:
-  """Corners of the flattest `fraction` of the [H, W] image's block x block
-  blocks, judged on its low-pass (sigma 4 px) detrended structure, so a
-  block is not chosen for having little noise by chance; blocks touching
-  clipped pixels (0 or 1) or constant are left out."""
-  smooth = gaussian_blur(np.asarray(image, np.float64), 4.0)
-  scores, corners = [], []
-  for y in range(0, image.shape[0] - block + 1, block):
-    for x in range(0, image.shape[1] - block + 1, block):
-      raw = image[y:y + block, x:x + block]
-      # Not blank or clipped (collimation, burnt-in labels): no noise there.
-      if raw.min() <= 0.0 or raw.max() >= 1.0 or np.ptp(raw) == 0:
-        continue
-      scores.append(np.std(detrend(smooth[y:y + block, x:x + block])))
-      corners.append((y, x))
-  if not corners:
-    raise ValueError(f'no unclipped {block}x{block} region in an image of '
-                     f'shape {image.shape}')
-  order = np.argsort(scores)[:max(1, int(round(len(corners) * fraction)))]
-  return [corners[i] for i in order]
-
-
 def denoising_check(before: np.ndarray, after: np.ndarray,
                     block: int = 32) -> Dict[str, float]:
   """How much of a real image's fine-scale noise a denoiser removed, with
@@ -371,5 +230,73 @@ def denoising_check(before: np.ndarray, after: np.ndarray,
           'blocks': len(corners)}
 
 
-if __name__ == '__main__':
-  run()
+def plot(result: Dict[str, Any], path: str, title: str = '') -> None:
+  """The report's figure: std against intensity, and the radial NPS (with
+  the denoised image's beside it when the report has the after side)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+  by = result['std_by_intensity']
+  est = result['estimate']
+  left.plot(by['intensity'], by['std'], 'o', label='per intensity bin')
+  x = np.linspace(min(by['intensity'] or [0]), max(by['intensity'] or [1]),
+                  50)
+  left.plot(x, 255 * np.sqrt(np.maximum(est['a'] * x + est['b'], 0)), '-',
+            label='fitted law (told to the model)')
+  flat = result['flat_regions']
+  left.plot([flat['mean_intensity']], [flat['std']], 's',
+            label='flat regions (detrended)')
+  left.set_xlabel('intensity [0, 1]')
+  left.set_ylabel('noise std (0-255 scale)')
+  left.set_ylim(bottom=0)
+  left.legend(fontsize=8)
+  flat_rho = np.mean([flat['rho_y'], flat['rho_x']])
+  left.set_title(f"neighbour correlation {est['correlation']:.2f} "
+                 f'(flat regions {flat_rho:.2f})', fontsize=9)
+  nps = result['nps']
+  right.semilogy(nps['frequency_cycles_per_pixel'], nps['nps'], '.-',
+                 label='input')
+  after = result.get('after')
+  if after:
+    curves = after['nps_curves']
+    for key, style in (('after', 's-'), ('removed', ':')):
+      right.semilogy(curves['frequency_cycles_per_pixel'], curves[key],
+                     style, label={'after': 'denoised',
+                                   'removed': 'removed (input - denoised)'
+                                   }[key])
+    right.legend(fontsize=8)
+    left.plot([flat['mean_intensity']], [after['flat_std_after']], 'D',
+              label='flat regions, denoised')
+    left.legend(fontsize=8)
+  right.set_xlabel('spatial frequency (cycles / pixel)')
+  right.set_ylabel('NPS ((0-255)^2 px^2)')
+  right.set_title('radial noise power spectrum, flat regions' + (
+      f"; mean f {after['nps_mean_frequency_shift']:+.0%} after"
+      if after else ''), fontsize=9)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  atomic.save_figure(fig, path, dpi=110)
+  plt.close(fig)
+
+
+def write(path: str, out_dir: str, after: Optional[Any] = None
+          ) -> Dict[str, Any]:
+  """Reads a radiograph file and writes its report (JSON and PNG) into
+  `out_dir` (created); with `after` (the denoised file's path, or its
+  [H, W] pixels) the after side too."""
+  from xdn.io import radiographs as radiograph_io  # pylint: disable=g-import-not-at-top
+  radiograph = radiograph_io.read_radiograph(path)
+  result = report(radiograph.pixels, radiograph_io.pixel_spacing_mm(path))
+  result['file'] = os.path.basename(path)
+  if after is not None:
+    if isinstance(after, str):
+      result['after_file'] = os.path.basename(after)
+      after = radiograph_io.read_radiograph(after).pixels
+    result['after'] = after_report(radiograph.pixels, after)
+  os.makedirs(out_dir, exist_ok=True)
+  stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
+  atomic.write_json(result, stem + '_noise.json', indent=1)
+  plot(result, stem + '_noise.png', os.path.basename(path))
+  return result

@@ -1,7 +1,7 @@
 """The denoiser shipped inside xdn: its weights, config and model card.
 
 `load()` reads them; `xdn.inference.denoiser.load_pretrained()` makes a `Denoiser`
-of them. The files here are written by `python -m xdn.cli.export` from a
+of them. The files here are written by `xdn-export` from a
 `run.py --config=configs/pretrained.py` training run (see MODEL_CARD.md):
   weights.msgpack  the parameters (float16; flax msgpack serialization)
   config.json      the training config, with the data path left out
