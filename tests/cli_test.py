@@ -131,3 +131,12 @@ def test_xdn_train_finds_the_installed_configs(tmp_path, monkeypatch):
   assert train.installed_config('mine.py') is None  # A file that exists.
   assert train.resolve_config_argument(['--config=vae.py'])[0].startswith(
       '--config=' + os.path.dirname(found.partition(':')[0]))
+
+
+def test_the_slow_path_is_named():
+  from xdn.runtime import fast_path  # pylint: disable=g-import-not-at-top
+  assert fast_path.slow_path_note('0.12.1', (3, 13)) is None
+  assert fast_path.slow_path_note('0.11.0', (3, 12)) is None
+  note = fast_path.slow_path_note('0.10.2', (3, 11))
+  assert 'Python >= 3.12' in note and '0.10.2' in note
+  assert 'jax>=0.11' in fast_path.slow_path_note('0.10.2', (3, 12))

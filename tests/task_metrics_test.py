@@ -142,3 +142,62 @@ def test_contrast_is_chosen_for_the_target_d_prime():
   c = lesion_eval.contrast_for_d_prime(noise_rois, profile, 2.0)
   expected = 2.0 * 0.1 / np.sqrt(np.sum(profile**2))
   assert c == pytest.approx(expected, rel=0.1)
+
+
+def _white_rois(rng, count, size, sigma, signal):
+  """Background-subtracted ROIs with / without `signal`, white noise."""
+  present = signal + rng.normal(0, sigma, (count, size, size))
+  absent = rng.normal(0, sigma, (count, size, size))
+  return present, absent
+
+
+def test_eye_filter_peaks_where_the_geometry_says():
+  geometry = task_metrics.EyeGeometry(pixel_mm=0.2, viewing_distance_mm=500)
+  # 1 degree at 500 mm is 8.73 mm, 43.6 pixels of 0.2 mm: 4 cycles/degree
+  # is 0.0917 cycles/px.
+  assert geometry.peak_cycles_per_pixel == pytest.approx(
+      4 / (500 * np.tan(np.radians(1)) / 0.2))
+  size = 256
+  eye = task_metrics.eye_filter(size, geometry)
+  f = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size),
+                            indexing='ij'))
+  assert eye[0, 0] == 0 and eye.max() <= 1 + 1e-9
+  assert f.flat[np.argmax(eye)] == pytest.approx(
+      geometry.peak_cycles_per_pixel, abs=1.5 / size)
+  unknown = task_metrics.EyeGeometry()
+  assert unknown.peak_cycles_per_pixel == 0.2
+  assert 'unknown' in unknown.describe() and '0.2 mm' in geometry.describe()
+
+
+def test_npwe_d_prime_matches_its_analytic_value_in_white_noise():
+  rng = np.random.default_rng(0)
+  size, sigma, amplitude = 17, 1.0, 0.6
+  y, x = np.mgrid[:size, :size] - size // 2
+  template = np.exp(-(x**2 + y**2) / (2 * 2.0**2))
+  signal = amplitude * template
+  present, absent = _white_rois(rng, 6000, size, sigma, signal)
+  # NPW in white noise: d' = a ||t|| / sigma.
+  assert task_metrics.npw_d_prime(present, absent, template) == pytest.approx(
+      amplitude * np.linalg.norm(template) / sigma, rel=0.05)
+  # NPWE: any linear template w gives d' = <w, s> / (sigma ||w||), below
+  # NPW's (the matched filter is ideal in white noise).
+  w = task_metrics.npwe_template(template)
+  analytic = np.sum(w * signal) / (sigma * np.linalg.norm(w))
+  measured = task_metrics.npwe_d_prime(present, absent, template)
+  assert measured == pytest.approx(analytic, rel=0.05)
+  assert analytic < amplitude * np.linalg.norm(template) / sigma
+
+
+def test_cho_internal_noise_divides_d_prime_squared_by_one_plus_alpha():
+  rng = np.random.default_rng(1)
+  size, sigma = 21, 1.0
+  channels = task_metrics.laguerre_gauss_channels(size, 6.0, count=3)
+  signal = 0.8 * channels[0] / np.abs(channels[0]).max()
+  present, absent = _white_rois(rng, 6000, size, sigma, signal)
+  plain = task_metrics.cho_d_prime(present, absent, channels)
+  human = task_metrics.cho_d_prime(present, absent, channels,
+                                   internal_noise=1.0)
+  # White noise, near-orthogonal channels: S is nearly diagonal, so
+  # (S + S_diag)^-1 = S^-1 / 2.
+  assert human / plain == pytest.approx(1 / np.sqrt(2), rel=0.03)
+  assert plain > 1.0  # The signal is detectable at all.

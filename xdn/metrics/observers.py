@@ -17,16 +17,71 @@ from regions of interest (ROIs) centred on known lesion sites:
   * CHO d': a channelized Hotelling observer with Laguerre-Gauss channels
     (Barrett & Myers), d'^2 = dv^T S^-1 dv on the channel outputs, S their
     mean covariance. It learns the noise's correlations, as a human does
-    in part.
+    in part. With internal noise (`internal_noise` = alpha), the observer's
+    own noise is added to each channel in proportion to its variance,
+    S -> S + alpha diag(S) (Eckstein's proportional model): the human-like
+    variant, which no longer gains from noise it cannot see.
+  * NPWE d': the NPW template seen through the eye (Burgess): the template
+    filtered twice by the eye's contrast sensitivity E(f) = f^1.3
+    exp(-c f^2), peaking at 4 cycles per degree of visual angle. How many
+    cycles per pixel that is depends on the viewing geometry
+    (`EyeGeometry`): the pixel's size on the display and the distance it
+    is read from. Where the pixel size is not known the peak is put at
+    0.2 cycles/px. NPWE and CHO with internal noise are the model
+    observers that track human readers best (r ~ 0.86-0.88 with 2AFC
+    human results, against 0.36 for CNR).
 
 A model observer is not a reader study: these say whether the signal a
 reader would need is still there, not how a radiologist would read it.
 Numpy only; ROIs are [N, R, R] arrays.
 """
 
-from typing import Dict, Sequence, Tuple
+import dataclasses
+import math
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
+
+# Burgess' eye filter: E(f) = f^EXPONENT exp(-c f^2), peak at PEAK_CPD.
+EYE_EXPONENT = 1.3
+PEAK_CPD = 4.0  # Cycles per degree of visual angle.
+# Where the pixel's size is unknown: the peak in cycles per pixel.
+DEFAULT_PEAK_CYCLES_PER_PIXEL = 0.2
+# Proportional internal noise of the human-like CHO (alpha).
+DEFAULT_INTERNAL_NOISE = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EyeGeometry:
+  """How an image is read: each pixel `pixel_mm` wide on the display
+  (life size: the detector's pixel spacing, DICOM (0028,0030)), seen from
+  `viewing_distance_mm`. None: unknown; the eye filter's peak is then put at
+  DEFAULT_PEAK_CYCLES_PER_PIXEL."""
+  pixel_mm: Optional[float] = None
+  viewing_distance_mm: float = 500.0
+
+  @property
+  def pixels_per_degree(self) -> Optional[float]:
+    if not self.pixel_mm:
+      return None
+    return (self.viewing_distance_mm * math.tan(math.radians(1.0)) /
+            self.pixel_mm)
+
+  @property
+  def peak_cycles_per_pixel(self) -> float:
+    ppd = self.pixels_per_degree
+    # Never above Nyquist: a display too small to show the peak.
+    return (DEFAULT_PEAK_CYCLES_PER_PIXEL if ppd is None else
+            min(PEAK_CPD / ppd, 0.5))
+
+  def describe(self) -> str:
+    if self.pixel_mm is None:
+      return (f'eye filter peak at {self.peak_cycles_per_pixel:g} cycles/px '
+              '(pixel size unknown)')
+    return (f'{self.pixel_mm:g} mm pixels seen from '
+            f'{self.viewing_distance_mm:g} mm: eye filter peak '
+            f'{PEAK_CPD:g} cycles/degree = {self.peak_cycles_per_pixel:.3g} '
+            'cycles/px')
 
 
 def rois(image: np.ndarray, sites: Sequence[Tuple[int, int]],
@@ -60,6 +115,34 @@ def npw_d_prime(present: np.ndarray, absent: np.ndarray,
   return _d_prime(t1, t0)
 
 
+def eye_filter(size: int, geometry: EyeGeometry = EyeGeometry()
+               ) -> np.ndarray:
+  """[size, size] eye filter E(f) on numpy's FFT grid (radial frequency in
+  cycles/px), 1 at its peak and 0 at zero frequency."""
+  f = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size),
+                            indexing='ij'))
+  peak = geometry.peak_cycles_per_pixel
+  # d/df [f^n exp(-c f^2)] = 0 at f^2 = n / (2c).
+  c = EYE_EXPONENT / (2 * peak**2)
+  e = f**EYE_EXPONENT * np.exp(-c * f**2)
+  return e / (peak**EYE_EXPONENT * math.exp(-c * peak**2))
+
+
+def npwe_template(template: np.ndarray,
+                  geometry: EyeGeometry = EyeGeometry()) -> np.ndarray:
+  """The NPWE observer's template [R, R]: `template` filtered by E(f)^2."""
+  eye = eye_filter(template.shape[-1], geometry)
+  return np.real(np.fft.ifft2(np.fft.fft2(template) * eye**2))
+
+
+def npwe_d_prime(present: np.ndarray, absent: np.ndarray,
+                 template: np.ndarray,
+                 geometry: EyeGeometry = EyeGeometry()) -> float:
+  """NPWE d' of background-subtracted ROIs [N, R, R] (square) with /
+  without lesion: the NPW observer through the eye filter."""
+  return npw_d_prime(present, absent, npwe_template(template, geometry))
+
+
 def laguerre_gauss_channels(size: int, width: float,
                             count: int = 5) -> np.ndarray:
   """[count, size, size] Laguerre-Gauss channels of spread `width` px.
@@ -85,14 +168,16 @@ def laguerre_gauss_channels(size: int, width: float,
 
 
 def cho_d_prime(present: np.ndarray, absent: np.ndarray,
-                channels: np.ndarray) -> float:
-  """Channelized Hotelling d' of background-subtracted ROIs [N, R, R]."""
+                channels: np.ndarray, internal_noise: float = 0.0) -> float:
+  """Channelized Hotelling d' of background-subtracted ROIs [N, R, R];
+  `internal_noise` alpha adds alpha diag(S) to the channel covariance."""
   u = channels.reshape(len(channels), -1)
   v1 = present.reshape(len(present), -1) @ u.T
   v0 = absent.reshape(len(absent), -1) @ u.T
   dv = v1.mean(0) - v0.mean(0)
   s = (np.cov(v1, rowvar=False) + np.cov(v0, rowvar=False)) / 2
   s = np.atleast_2d(s)
+  s = s + internal_noise * np.diag(np.diag(s))
   # pinv: a noiseless (or rank-deficient) set has no finite d'; report 0
   # rather than fail.
   return float(np.sqrt(max(dv @ np.linalg.pinv(s, rcond=1e-10) @ dv, 0.0)))

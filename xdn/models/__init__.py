@@ -3,8 +3,12 @@
 `config.model` holds the model's `name`, the compute `dtype`, the
 convolution implementation `conv_impl` (see `layers.use_fast`) and nothing
 else but that model's own fields, which go to its constructor as they are
-(`Model(**fields)`, as big_vision does). Each registered model declares the
-input size it needs and the multiple its input sizes are padded to.
+(`Model(**fields)`, as big_vision does). Each registered model declares
+what it takes (`ModelSpec`): the input size it needs, the multiple its
+input sizes are padded to, whether it computes an image inside a larger
+input, and the noise inputs it is told (`conditioning.Conditioning`). For
+a whole config, `capabilities(config)` gathers them with what training
+decided (pixel shuffle, the X-ray law); inference reads those.
 """
 
 import dataclasses
@@ -16,7 +20,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from xdn import errors
+from xdn.models import conditioning as conditioning_lib
 from xdn.models import layers
+from xdn.models import pixel_shuffle
 from xdn.models.autoencoder import SEED_SIZE, Autoencoder
 from xdn.models.skip import SeedSkipAutoencoder
 from xdn.models import unet as unet_lib
@@ -39,8 +45,12 @@ class ModelSpec:
   # Image sizes are padded to a multiple of this (from the model's fields).
   size_multiple: Callable[[Dict[str, Any]], int] = lambda fields: 1
   # Whether it takes a `valid` region inside a larger input (from its
-  # fields): one compiled program then serves many sizes (xdn.inference.size_buckets).
+  # fields): one compiled program then serves many sizes
+  # (xdn.inference.size_buckets).
   takes_valid: Callable[[Dict[str, Any]], bool] = lambda fields: False
+  # The noise inputs it is told (from its fields): `conditioning`.
+  conditioning: Callable[[Dict[str, Any]], conditioning_lib.Conditioning] = (
+      lambda fields: conditioning_lib.NONE)
 
   def fields(self) -> Dict[str, Any]:
     """The model's own config fields and their defaults."""
@@ -55,7 +65,8 @@ REGISTRY: Dict[str, ModelSpec] = {
     'unet': ModelSpec(
         UNet, None, lambda fields: 2**fields.get('depth', UNet.depth),
         lambda fields: unet_lib.supports_valid(fields.get('norm', UNet.norm),
-                                               fields.get('up', UNet.up))),
+                                               fields.get('up', UNet.up)),
+        conditioning_lib.Conditioning.from_fields),
 }
 MODELS: Tuple[str, ...] = tuple(REGISTRY)
 
@@ -133,16 +144,74 @@ def size_multiple(config: ml_collections.ConfigDict) -> int:
 
 
 def noise_channels(config: ml_collections.ConfigDict) -> int:
-  """Input channels a model takes besides the image: its noise maps."""
-  noise_map = bool(config.model.get('noise_map', False))
-  return (int(noise_map) +
-          int(noise_map and config.model.get('correlation_map', False)) +
-          int(noise_map and config.model.get('strength_map', False)))
+  """Input channels a model takes besides the image: its noise maps
+  (`xdn.models.conditioning`)."""
+  return get_spec(config.model.name).conditioning(
+      config.model.to_dict()).channels
 
 
 def takes_valid(config: ml_collections.ConfigDict) -> bool:
   """Whether the model takes a valid region inside a larger input."""
   return get_spec(config.model.name).takes_valid(config.model.to_dict())
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+  """What a trained model takes and needs, from its registry entry and its
+  config (`capabilities`). The inference path reads these and nothing
+  else; a stand-in callable images -> images without them is PLAIN."""
+  # The square size it needs (the seed models), or None for any size.
+  fixed_size: Optional[int] = None
+  # Tiles start at multiples of this, so that strided convolutions see the
+  # same pixel grid in every tile: the padding multiple times the pixel
+  # shuffle's stride.
+  size_multiple: int = 1
+  # Computes an image inside a larger input exactly (a size bucket).
+  takes_valid: bool = False
+  # The noise inputs it is told (`xdn.models.conditioning`).
+  told: conditioning_lib.Conditioning = conditioning_lib.NONE
+  # Trained told X-ray noise's own law (config `noise.xray_law_fraction`).
+  takes_xray_law: bool = False
+  # Applied to pixel-shuffled sub-images at this stride (1: not shuffled;
+  # `pixel_shuffle.inference_stride`).
+  pixel_shuffle: int = 1
+
+  @property
+  def takes_noise_map(self) -> bool:
+    """Whether the model is told the noise (and so can be given a strength)."""
+    return self.told.noise_map
+
+  @property
+  def takes_correlation(self) -> bool:
+    """Whether the model is told the noise's spatial correlation."""
+    return self.told.channels >= 2
+
+
+PLAIN = Capabilities()  # Any size, told nothing but the image.
+
+
+def capabilities(config: ml_collections.ConfigDict) -> Capabilities:
+  """What the model of a (training or exported) config takes."""
+  spec = get_spec(config.model.name)
+  fields = config.model.to_dict()
+  told = spec.conditioning(fields)
+  stride = pixel_shuffle.inference_stride(config)
+  return Capabilities(
+      fixed_size=spec.input_size,
+      size_multiple=spec.size_multiple(fields) * stride,
+      takes_valid=(spec.input_size is None and spec.takes_valid(fields) and
+                   stride == 1),
+      told=told,
+      takes_xray_law=told.noise_map and (
+          config.get('noise', {}).get('xray_law_fraction', 0.0) > 0),
+      pixel_shuffle=stride)
+
+
+def capabilities_of(model: Any) -> Capabilities:
+  """The capabilities a model object declares (`xdn.inference.Denoiser`
+  does); any other callable images -> images (a test's stand-in, a
+  baseline) is PLAIN."""
+  return getattr(model, 'capabilities', PLAIN)
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -173,5 +242,6 @@ def denoised_image(output) -> jax.Array:
 __all__ = ['Autoencoder', 'VAE', 'VAEOutput', 'SeedSkipAutoencoder', 'UNet',
            'MODELS', 'REGISTRY', 'ModelSpec', 'create_model', 'check_config',
            'denoised_image', 'fixed_input_size', 'size_multiple',
-           'takes_valid', 'noise_channels',
+           'takes_valid', 'noise_channels', 'Capabilities',
+           'PLAIN', 'capabilities', 'capabilities_of',
            'model_config', 'model_fields', 'restore_model_config']

@@ -32,9 +32,14 @@ Numpy only: the inference path calls it on every file.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
+
+from xdn import errors
+
+if TYPE_CHECKING:
+  from xdn.noise.spec import NoiseSpec  # pylint: disable=g-bad-import-order
 
 _MAD_TO_STD = 1 / 0.6745
 _BINS = 16
@@ -361,6 +366,22 @@ def known_noise(kind: str, level: float, read_noise: float,
                    'gaussian:SIGMA, correlated_gaussian:SIGMA,RHO, '
                    'poisson:DOSE, poisson_gaussian:DOSE or xray:N0,RHO, or '
                    'let it be estimated')
+
+
+def told_noise(spec: Optional['NoiseSpec'], read_noise: float
+               ) -> Optional[NoiseEstimate]:
+  """The noise a model is told for a parsed noise spec (`xdn.noise.spec`,
+  e.g. `spec.parse('correlated_gaussian:25,0.4', allow_auto=True)`): None
+  for 'auto' (each image's noise estimated), else its (a, b) and
+  correlations (`known_noise`; `read_noise`: poisson_gaussian's read-noise
+  std, 0-255 scale). A kind no model can be told is a one-line error."""
+  if spec is None:
+    return None
+  try:
+    return known_noise(spec.kind, spec.level, read_noise, spec.correlation,
+                       spec.correlation_x)
+  except ValueError as e:
+    raise errors.UserError(f'noise {spec.label}: {e}') from None
 
 
 def noise_by_intensity(image: np.ndarray, bins: int = _BINS

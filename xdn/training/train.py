@@ -37,6 +37,7 @@ from xdn.metrics import lesions
 from xdn.losses import supervised as losses
 from xdn.metrics import similarity as metrics_lib
 from xdn import models
+from xdn.models import conditioning
 from xdn.noise import synthetic as noise
 from xdn.noise import texture as noise_texture
 from xdn.models import pixel_shuffle
@@ -114,23 +115,12 @@ def model_input(noisy: jax.Array, a: jax.Array, b: jax.Array,
                 correlation: Optional[jax.Array] = None,
                 xray_dose: Optional[jax.Array] = None,
                 strength: Optional[jax.Array] = None) -> jax.Array:
-  """What the model sees: the noisy images, plus the noise maps it takes:
-  told `strength` in its own map (`model.strength_map`), else as a scale
-  on the noise maps (see `noise.with_noise_map`)."""
-  channels = state_lib.noise_channels(config)
-  if channels == 3:  # A strength map: told the true noise, and s apart.
-    return noise.with_noise_map(
-        noisy, a, b, jnp.zeros_like(a) if correlation is None else correlation,
-        xray_dose=xray_dose,
-        strength=jnp.ones_like(a) if strength is None else strength)
-  if channels == 2:
-    return noise.with_noise_map(
-        noisy, a, b, jnp.zeros_like(a) if correlation is None else correlation,
-        xray_dose=xray_dose, scale=strength)
-  if channels == 1:
-    return noise.with_noise_map(noisy, a, b, xray_dose=xray_dose,
-                                scale=strength)
-  return noisy
+  """What the model sees: the noisy images, plus the noise maps it takes,
+  told `strength` (None: full) by the one rule of `xdn.models.conditioning`,
+  which inference follows too."""
+  return conditioning.model_input(
+      noisy, a, b, models.capabilities(config).told, correlation=correlation,
+      xray_dose=xray_dose, strength=strength)
 
 
 # ---------------------------------------------------------------- steps
