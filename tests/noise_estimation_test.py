@@ -161,7 +161,7 @@ def test_numpy_xray_law_is_the_simulations():
   x = np.linspace(0, 1, 11)
   for dose in (50.0, 400.0, 20000.0):
     np.testing.assert_allclose(
-        noise_estimation.xray_variance(x, dose),
+        noise_estimation.xray_variance_np(x, dose),
         np.asarray(noise_physics.xray_variance(x, dose, 1.0)), rtol=1e-5)
 
 

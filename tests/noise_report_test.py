@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from xdn import errors
+from xdn.io import radiographs as radiograph_io
 from xdn.noise import physics as noise_physics
 from xdn.noise import report as noise_report
 
@@ -55,8 +57,35 @@ def test_report_on_the_real_chest_pa(tmp_path):
 
 
 def test_too_small_or_saturated_image_is_refused():
-  with pytest.raises(ValueError, match='region'):
+  with pytest.raises(errors.UserError, match='region'):
     noise_report.report(np.ones((128, 128), np.float32))
+
+
+def test_pixel_spacing_gives_frequencies_per_mm(tmp_path):
+  image = _flat_noisy(10.0, 0.0, size=256)
+  result = noise_report.report(image, pixel_spacing_mm=0.2)
+  nps = result['nps']
+  assert nps['pixel_spacing_mm'] == 0.2
+  np.testing.assert_allclose(nps['frequency_cycles_per_mm'],
+                             np.array(nps['frequency_cycles_per_pixel']) / 0.2)
+  assert 'frequency_cycles_per_mm' not in noise_report.report(image)['nps']
+  # Read from the file's header (xdn.io): DICOM only, a stated 0 is none.
+  pydicom = pytest.importorskip('pydicom')
+  from pydicom.dataset import FileMetaDataset  # pylint: disable=g-import-not-at-top
+  from pydicom import uid  # pylint: disable=g-import-not-at-top
+  png = tmp_path / 'f.png'
+  png.write_bytes(b'not read')
+  assert radiograph_io.pixel_spacing_mm(str(png)) is None
+  for keyword, value, expected in (('PixelSpacing', [0.15, 0.15], 0.15),
+                                   ('ImagerPixelSpacing', [0.2, 0.2], 0.2),
+                                   ('PixelSpacing', [0, 0], None)):
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
+    setattr(ds, keyword, value)
+    path = tmp_path / f'{keyword}.dcm'
+    ds.save_as(path, enforce_file_format=True)
+    assert radiograph_io.pixel_spacing_mm(str(path)) == expected
 
 
 def test_command_line_writes_the_report(tmp_path):
@@ -66,8 +95,8 @@ def test_command_line_writes_the_report(tmp_path):
   image = np.clip(_flat_noisy(15.0, 0.4, size=256), 0, 1)
   Image.fromarray((image * 65535).astype(np.uint16)).save(tmp_path / 'f.png')
   result = subprocess.run(
-      [sys.executable, '-m', 'xdn.noise.report', str(tmp_path / 'f.png'),
-       f'--out={tmp_path / "out"}'], capture_output=True, text=True,
+      [sys.executable, '-m', 'xdn.cli.noise', str(tmp_path / 'f.png'),
+       f'--output={tmp_path / "out"}'], capture_output=True, text=True,
       timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   assert 'flat regions' in result.stdout
@@ -111,7 +140,7 @@ def test_command_line_after_side(tmp_path):
   for name, pixels in (('f.png', image), ('g.png', after)):
     Image.fromarray((pixels * 65535).astype(np.uint16)).save(tmp_path / name)
   run = lambda *args: subprocess.run(
-      [sys.executable, '-m', 'xdn.noise.report', str(tmp_path / 'f.png'),
+      [sys.executable, '-m', 'xdn.cli.noise', str(tmp_path / 'f.png'),
        f'--out={tmp_path / "out"}', *args], capture_output=True, text=True,
       timeout=300)
   result = run(f'--after={tmp_path / "g.png"}')

@@ -68,8 +68,8 @@ def test_noisy_copy_is_corrupted_once_and_stored_exactly(clean_dir, tmp_path):
     clean, noisy = read(os.path.join(clean_dir, name)), read(out / png(name))
     with Image.open(out / png(name)) as image:
       assert image.mode.startswith('I')  # 16-bit.
-    expected = noisy_copy.corrupt(clean, noisy_copy.image_key(3, name),
-                                  'gaussian', 25.0, 2.0)
+    expected = noisy_copy.corrupt_image(clean, noisy_copy.image_key(3, name),
+                                        'gaussian', 25.0, 2.0)
     np.testing.assert_allclose(noisy, expected, atol=0.51 / 65535)
     residuals.append(noisy - clean)
   assert np.std(residuals) == pytest.approx(25 / 255, rel=0.05)
@@ -133,6 +133,8 @@ def test_mistakes_are_refused_in_one_line(clean_dir, tmp_path):
     with pytest.raises(ValueError, match=match) as info:
       call()
     assert '\n' not in str(info.value)
+    # The library names the concept; only a command line names its flags.
+    assert '--' not in str(info.value), info.value
   noisy_copy.make_copy(clean_dir, out, 'gaussian:10', overwrite=True)
 
 
@@ -142,11 +144,51 @@ def test_vendor_edge_enhancement_of_correlated_noise():
   import jax  # pylint: disable=g-import-not-at-top
   clean = np.full((256, 256), 0.5, np.float32)
   key = jax.random.key(0)
-  plain = noisy_copy.corrupt(clean, key, 'correlated_gaussian', 15.0, 0.0,
-                             correlation=0.5) - clean
-  sharp = noisy_copy.corrupt(clean, key, 'correlated_gaussian', 15.0, 0.0,
-                             correlation=0.5, sharpen=1.0) - clean
+  plain = noisy_copy.corrupt_image(clean, key, 'correlated_gaussian', 15.0,
+                                   0.0, correlation=0.5) - clean
+  sharp = noisy_copy.corrupt_image(clean, key, 'correlated_gaussian', 15.0,
+                                   0.0, correlation=0.5, sharpen=1.0) - clean
   rho = lambda n: np.mean(n[1:] * n[:-1]) / np.mean(n * n)
   assert rho(plain) == pytest.approx(0.5, abs=0.05)
   assert rho(sharp) < rho(plain) - 0.03
   assert sharp.std() > plain.std() * 1.1
+
+
+def test_the_correlation_is_part_of_the_noise_spec(clean_dir, tmp_path):
+  # correlated_gaussian:15,0.5 (the one spec grammar) is the same noise as
+  # correlated_gaussian:15 with the correlation given apart.
+  spec = noisy_copy.make_copy(clean_dir, str(tmp_path / 'spec'),
+                              'correlated_gaussian:15,0.5', seed=1)
+  apart = noisy_copy.make_copy(clean_dir, str(tmp_path / 'apart'),
+                               'correlated_gaussian:15', seed=1,
+                               correlation=0.5)
+  assert spec == apart and spec['correlation'] == 0.5
+  for name in folder.list_files(str(tmp_path / 'spec')):
+    assert (tmp_path / 'spec' / name).read_bytes() == (
+        tmp_path / 'apart' / name).read_bytes()
+  with pytest.raises(ValueError, match='correlation'):
+    noisy_copy.make_copy(clean_dir, str(tmp_path / 'bad'),
+                         'correlated_gaussian:15', correlation=1.5)
+
+
+def test_command_line(clean_dir, tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  run = lambda *args: subprocess.run(
+      [sys.executable, '-m', 'xdn.cli.noisy_copy', f'--src={clean_dir}',
+       *args], capture_output=True, text=True, timeout=300)
+  out = tmp_path / 'out'
+  result = run(f'--out={out}', '--noise=correlated_gaussian:15,0.4',
+               '--seed=2', '--num_images=2')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert '2 images (correlated_gaussian 15)' in result.stdout
+  manifest = json.loads((out / noisy_copy.MANIFEST).read_text())
+  assert manifest['correlation'] == 0.4 and manifest['seed'] == 2
+  # The correlation twice, or a bad spec: one line naming the flag.
+  for args, flag in ((['--noise=correlated_gaussian:15,0.4',
+                       '--correlation=0.4'], '--correlation'),
+                     (['--noise=gaussian'], '--noise')):
+    result = run(f'--output={tmp_path / "no"}', *args)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.startswith('error: ') and flag in result.stderr
+    assert result.stderr.count('\n') == 1, result.stderr

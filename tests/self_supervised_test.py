@@ -202,18 +202,19 @@ def test_estimate_sigma_matches_the_inference_estimator():
   np.testing.assert_allclose(ours, 20.0, rtol=0.2)
 
 
-def test_variance_params_added_stated_or_estimated():
+def test_batch_variance_law_added_stated_or_estimated():
   noisy = noisy_images(n=2)
   a, b = jnp.array([0.1, 0.2]), jnp.array([0.3, 0.4])
   config = make_config()
   config.noise.kind = 'poisson_gaussian'  # Added by the step: known.
-  np.testing.assert_array_equal(ss.variance_params(noisy, a, b, config)[1], b)
+  np.testing.assert_array_equal(ss.batch_variance_law(noisy, a, b, config)[1],
+                                b)
   config = make_config()
   config.loss.noise_sigma = 51.0
-  np.testing.assert_allclose(ss.variance_params(noisy, a, b, config)[1],
+  np.testing.assert_allclose(ss.batch_variance_law(noisy, a, b, config)[1],
                              0.04)
   config.loss.noise_sigma = 0.0
-  a_est, b_est = ss.variance_params(noisy, a, b, config)
+  a_est, b_est = ss.batch_variance_law(noisy, a, b, config)
   np.testing.assert_array_equal(a_est, 0.0)
   np.testing.assert_allclose(np.sqrt(b_est) * 255, 25.0, rtol=0.25)
 

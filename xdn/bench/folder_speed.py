@@ -75,7 +75,12 @@ class _Side:
           [os.path.abspath(checkout)] +
           [p for p in [os.environ.get('PYTHONPATH')] if p])
     self.cwd = tempfile.mkdtemp(prefix='cwd-', dir=base)  # No xdn/ here.
-    self.command = [sys.executable, '-m', 'xdn.cli.denoise', f'--out={self.out}',
+    # Checkouts from before the regroup (xdn/cli/) run xdn-denoise as
+    # xdn.denoise; --out is the name every version takes.
+    module = ('xdn.denoise' if checkout and not os.path.exists(
+        os.path.join(checkout, 'xdn', 'cli', 'denoise.py')) else
+              'xdn.cli.denoise')
+    self.command = [sys.executable, '-m', module, f'--out={self.out}',
                     '--overwrite', *flags, inputs]
     self.runs: List[Dict[str, Any]] = []
 

@@ -32,11 +32,16 @@ How the level reaches the Gaussian denoisers (BM3D, NLM, TV, wavelet):
                     variance) and logged back.
 
 Only numpy, scipy, scikit-image and bm3d are imported (no JAX), so worker
-processes that run these are cheap to start.
+processes that run these are cheap to start. BM3D is an optional extra,
+`pip install "xdn[baselines]"` (the `bm3d` package's licence is
+non-commercial): without it every other baseline runs, and the default
+list (`default_names`) leaves it out.
 """
 
-from typing import Callable, Dict, Tuple
+import importlib.util
+from typing import Callable, Dict, List, Sequence, Tuple
 
+from absl import logging
 import numpy as np
 from scipy import ndimage
 
@@ -163,8 +168,10 @@ class _NumpyWithTrapz:
 
 
 def _import_bm3d():
-  import bm3d  # pylint: disable=g-import-not-at-top  # Slow to import.
-  import bm4d  # pylint: disable=g-import-not-at-top
+  """bm3d, an optional extra (`xdn[baselines]`: its licence is
+  non-commercial), imported on first use: it is slow to import."""
+  bm3d = errors.require('bm3d', 'baselines', 'the BM3D baseline')
+  bm4d = errors.require('bm4d', 'baselines', 'the BM3D baseline')
   # bm3d's coloured-noise path (bm4d's PSD statistics) calls np.trapz,
   # gone in numpy >= 2; give that module alone a numpy that has it.
   if not hasattr(np, 'trapz') and bm4d.np is np:
@@ -271,16 +278,49 @@ DISPLAY_NAMES: Dict[str, str] = {
     'wavelet': 'wavelet', 'nlm': 'NL-means', 'bm3d': 'BM3D',
 }
 # Seconds per 64x64 image are ~0.45 for BM3D on one CPU core; the rest take
-# milliseconds. `--skip_slow` in xdn.cli.evaluate leaves these out.
+# milliseconds. `choose(skip_slow=True)` leaves these out.
 SLOW: Tuple[str, ...] = ('bm3d',)
+# Baselines that need an optional package (the extra xdn[baselines]): its
+# module.
+OPTIONAL: Dict[str, str] = {'bm3d': 'bm3d'}
 
 
 def get(name: str) -> Baseline:
   """The baseline called `name` (a key of BASELINES)."""
   if name not in BASELINES:
     raise errors.UserError(f'unknown baseline {name!r}; use one of '
-                           f'{list(BASELINES)} (flag --baselines)')
+                           f'{list(BASELINES)}')
   return BASELINES[name]
+
+
+def installed(name: str) -> bool:
+  """Whether baseline `name` can run here (its optional package is in)."""
+  module = OPTIONAL.get(name)
+  return module is None or importlib.util.find_spec(module) is not None
+
+
+def default_names() -> List[str]:
+  """Every baseline that can run here; logs the ones left out."""
+  names = [n for n in BASELINES if installed(n)]
+  left_out = [n for n in BASELINES if n not in names]
+  if left_out:
+    logging.info('Baselines %s left out: not installed (pip install '
+                 '"xdn[baselines]")', ', '.join(left_out))
+  return names
+
+
+def choose(names: Sequence[str], skip_slow: bool = False) -> List[str]:
+  """`names` less the slow ones if `skip_slow`; raises `errors.UserError`
+  for an unknown name and `errors.MissingExtra` for one not installed, here
+  rather than in a worker process."""
+  for name in names:
+    get(name)
+  chosen = [n for n in names if not (skip_slow and n in SLOW)]
+  for name in chosen:
+    if name in OPTIONAL:
+      errors.require(OPTIONAL[name], 'baselines',
+                     f'the {DISPLAY_NAMES[name]} baseline')
+  return chosen
 
 
 def apply(name: str, noisy: np.ndarray, kind: str, level: float,

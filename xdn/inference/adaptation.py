@@ -36,7 +36,6 @@ log says so.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -54,7 +53,9 @@ from xdn.noise import estimation as noise_estimation
 from xdn.noise import report as noise_report
 from xdn.noise import texture as noise_texture
 from xdn import pretrained
-from xdn.inference.denoiser import Denoiser, dihedral
+from xdn.inference import told as told_lib
+from xdn.inference.denoiser import Denoiser
+from xdn.inference.ensemble import dihedral
 from xdn.losses.self_supervised import masked_mse
 
 Array = jax.Array
@@ -74,7 +75,7 @@ Progress = Callable[[int, Optional[int], float, Optional[float], str], None]
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """The adaptation settings (`xdn-denoise --adapt_*` set them)."""
+  """The adaptation settings (`xdn-denoise`'s adapt flags set them)."""
   c = ml_collections.ConfigDict()
   c.steps = 300  # Budget in optimiser steps (0: no step limit).
   c.seconds = 0.0  # Budget in seconds (0: no time limit).
@@ -316,7 +317,7 @@ def _prepare(denoiser: Denoiser, images: Sequence[np.ndarray],
              noise_levels: Optional[Sequence[noise_estimation.NoiseEstimate]]
              ) -> Tuple[_Tiles, _Tiles, np.ndarray]:
   """(training tiles, held-out tiles, noise texture kernel) of `images`."""
-  if not denoiser.takes_noise_map:
+  if not denoiser.capabilities.takes_noise_map:
     raise errors.UserError(
         f'model {denoiser.name!r} is not told the noise, so it cannot be '
         'adapted by recorruption; use the shipped model or another with a '
@@ -324,14 +325,14 @@ def _prepare(denoiser: Denoiser, images: Sequence[np.ndarray],
   images = [np.asarray(i, np.float32) for i in images]
   if not images or any(i.ndim != 2 for i in images):
     raise errors.UserError('adapt needs a list of [H, W] images')
-  if noise_levels is None:
-    noise_levels = [noise_estimation.estimate_noise(i) for i in images]
+  noise_levels = told_lib.noise_for_each(denoiser.capabilities, images,
+                                         noise_levels)
   params = denoiser.noise_params(noise_levels, len(images))
   tiles = _tile_images(images, params, config.tile)
   train_index, held_index = _split(len(tiles.images), config)
   # One search for the flat regions serves the texture and its level.
   size = noise_texture.region_for(images)
-  regions = noise_texture.flat_regions(images, size)
+  regions = noise_texture.flat_regions_per_image(images, size)
   try:
     kernel = noise_texture.kernel_from_nps(image_quality.nps_of_rois(
         noise_texture.pooled_residuals(regions, size)), config.kernel_radius)
@@ -351,7 +352,7 @@ def noise_gain(images: Sequence[np.ndarray], params: Tuple[np.ndarray, ...],
                size: int) -> float:
   """The factor on the estimated noise std that gives the variance
   measured on the images' flattest regions (`regions`, of `size` px, from
-  `noise_texture.flat_regions`), within [1 / MAX_GAIN, MAX_GAIN].
+  `noise_texture.flat_regions_per_image`), within [1 / MAX_GAIN, MAX_GAIN].
 
   Fresh noise weaker than the image's makes R2R's target share noise with
   its input (the model learns to keep noise); stronger, it learns to
@@ -527,19 +528,18 @@ def adapt(denoiser: Denoiser, images: Sequence[np.ndarray],
     report(step, total, time.monotonic() - started,
            max(left, 0.0) if left is not None else None, message)
 
-  adapted = copy.copy(denoiser)
-  adapted.variables = {'params': best, **frozen}
-  if best_step:
-    adapted.name = f'{denoiser.name}+adapted'
+  adapted = dataclasses.replace(
+      denoiser, variables={'params': best, **frozen},
+      name=f'{denoiser.name}+adapted' if best_step else denoiser.name)
   return Result(adapted, kept_start=best_step == 0, best_step=best_step,
                 steps=step, seconds=time.monotonic() - started,
                 history=history, kernel=kernel)
 
 
 def save(denoiser: Denoiser, folder: str) -> str:
-  """Writes an (adapted) denoiser as a model folder that
-  `xdn-denoise --workdir=FOLDER` and `xdn.inference.denoiser.load` read. Float32
-  weights: a fine-tune's small steps would round away in float16."""
+  """Writes an (adapted) denoiser as a model folder that `xdn-denoise`
+  and `xdn.inference.load` read as a model. Float32 weights: a
+  fine-tune's small steps would round away in float16."""
   return pretrained.save(folder, denoiser.config,
                          denoiser.variables['params'], denoiser.step,
                          denoiser.name, dtype='float32')

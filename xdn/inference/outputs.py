@@ -11,6 +11,7 @@ import os
 from typing import Any, Collection, Optional
 
 import xdn
+from xdn import models
 from xdn.io import atomic
 from xdn.io import images as image_io
 from xdn.io import radiographs as radiograph_io
@@ -34,16 +35,17 @@ def claim_output(radiograph: radiograph_io.Radiograph, relative: str,
   target = output_path(out_dir, relative, radiograph.extension)
   real, root = os.path.realpath(target), os.path.realpath(out_dir)
   if os.path.commonpath([real, root]) != root:
-    raise ValueError(f'output {target!r} would be outside --out={out_dir!r}')
+    raise ValueError(f'output {target!r} would be outside the output '
+                     f'folder {out_dir!r}')
   if real in inputs:
     raise ValueError(f'output {target!r} would overwrite an input; '
-                     'choose another --out')
+                     'choose another output folder')
   if real in written:
     raise ValueError(f'output {target!r} was already written for another '
                      'input of the same name; denoise them separately')
   if os.path.exists(target) and not overwrite:
-    raise FileExistsError(f'output {target!r} exists; pass --overwrite '
-                          'to replace it')
+    raise FileExistsError(f'output {target!r} exists; allow overwriting to '
+                          'replace it')
   return target
 
 
@@ -66,7 +68,7 @@ def describe(denoiser: Any, noise_level: Optional[NoiseEstimate] = None
   text = (f'denoised by xdn {xdn.__version__}, model '
           f'{getattr(denoiser, "name", "model")} step '
           f'{getattr(denoiser, "step", "?")}')
-  if getattr(denoiser, 'takes_noise_map', False):
+  if models.capabilities_of(denoiser).takes_noise_map:
     told = (noise_level.describe() if noise_level is not None else
             'estimated from each image')
     text += f', strength {denoiser.strength_label}, noise told: {told}'

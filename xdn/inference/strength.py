@@ -133,8 +133,8 @@ def read_levels_file(folder: str) -> Optional[Dict[str, list]]:
             if k in LEVELS}
   except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
     raise errors.UserError(f'{path}: not a strength-levels file ({e}); '
-                           'recalibrate (xdn-evaluate --task=calibrate) or '
-                           'remove it') from None
+                           "recalibrate the model (xdn-evaluate's calibrate "
+                           'task) or remove it') from None
 
 
 def default_for(inference_config: Optional[Mapping]) -> str:
@@ -162,10 +162,22 @@ def factor(strength: Optional[Strength], inference_config: Optional[Mapping],
   if strength not in levels:
     raise errors.UserError(
         f'model {model_name!r} has no calibrated strength levels, so '
-        f'{strength!r} is not defined for it; pass --strength=full or a '
-        'number (e.g. 0.8), or calibrate it with xdn-evaluate '
-        '--task=calibrate (see README, "Strength levels")')
+        f'{strength!r} is not defined for it; use strength full or a '
+        'number (e.g. 0.8), or calibrate the model (xdn-evaluate\'s '
+        'calibrate task; README, "Strength levels")')
   return curve_factor(levels[strength], correlation)
+
+
+def factors(strength: Optional[Strength], inference_config: Optional[Mapping],
+            model_name: str, correlations: Optional[Sequence[float]],
+            count: int) -> np.ndarray:
+  """[count] float32 factors, one per image: a level calibrated per
+  correlation takes each image's noise `correlations` (None: white)."""
+  if correlations is None:
+    return np.full(count, factor(strength, inference_config, model_name),
+                   np.float32)
+  return np.array([factor(strength, inference_config, model_name, rho)
+                   for rho in correlations], np.float32)
 
 
 def describe(strength: Optional[Strength],

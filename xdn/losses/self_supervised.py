@@ -273,8 +273,9 @@ def _step_noise_is_known(config: ml_collections.ConfigDict) -> bool:
   return kinds <= set(noise.AFFINE_KINDS)
 
 
-def variance_params(noisy: Array, a: Array, b: Array,
-                    config: ml_collections.ConfigDict) -> Tuple[Array, Array]:
+def batch_variance_law(noisy: Array, a: Array, b: Array,
+                       config: ml_collections.ConfigDict
+                       ) -> Tuple[Array, Array]:
   """Each image's noise variance a * x + b: added, stated or estimated ([B])."""
   if _step_noise_is_known(config):
     return a, b
@@ -377,7 +378,7 @@ def loss_and_output(apply_fn: ApplyFn, noisy: Array, keys: Array,
     denoised = pixel_shuffle.merge(denoised, stride)
     return (loss if per_image else jnp.mean(loss)), extras, denoised, updates
   if config.model.get('noise_map', False) or lc.name == 'sure':
-    a, b = variance_params(noisy, a, b, config)
+    a, b = batch_variance_law(noisy, a, b, config)
   to_input = _input_fn(config, a, b)
   keys = jax.vmap(jax.random.split)(keys)  # [B, 2]: two streams per image.
 

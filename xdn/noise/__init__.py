@@ -18,12 +18,12 @@ from xdn.noise.synthetic import add_salt_and_pepper_noise
 from xdn.noise.synthetic import add_speckle_noise
 from xdn.noise.synthetic import corrupt
 from xdn.noise.synthetic import corrupt_with_params
+from xdn.noise.synthetic import kind_variance_law
 from xdn.noise.synthetic import noise_std_map
-from xdn.noise.synthetic import variance_params
 from xdn.noise.synthetic import with_noise_map
 
 __all__ = ['AFFINE_KINDS', 'CORRELATED_KINDS', 'DEFAULT_READ_NOISE',
            'add_gaussian_noise', 'add_noise', 'add_poisson_gaussian_noise',
            'add_poisson_noise', 'add_salt_and_pepper_noise',
            'add_speckle_noise', 'corrupt', 'corrupt_with_params',
-           'noise_std_map', 'variance_params', 'with_noise_map']
+           'kind_variance_law', 'noise_std_map', 'with_noise_map']

@@ -17,7 +17,7 @@ robust (median absolute deviation / 0.6745, Donoho & Johnstone 1994),
 taken where clipping at 0 or 1 does not flatten the noise.
 
   * `estimate_gaussian_sigma`: the pixel std on the 0-255 scale.
-  * `estimate_correlation`: (rho_y, rho_x).
+  * `estimate_correlations`: (rho_y, rho_x).
   * `estimate_noise`: the Poisson-Gaussian law var(x) = a * x + b of Foi
     et al. (IEEE TIP 2008), fitted to robust variances in bins of local
     mean intensity, and the correlations. When the signal-dependent part
@@ -99,19 +99,14 @@ class NoiseEstimate:
             f'(y {self.rho_y:.2f}, x {self.rho_x:.2f})')
 
 
-def _haar(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """(2x2 block means, HH detail) of an [H, W] image (cropped to even)."""
-  mean, hh, _, _ = _haar_bands(image)
-  return mean, hh
-
-
 def _haar_bands(image: np.ndarray) -> tuple[np.ndarray, ...]:
   """(2x2 block means, HH, y-difference, x-difference) bands of [H, W]."""
   x = np.asarray(image, np.float64)
   h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
   if h < 2 or w < 2:
-    raise ValueError(f'image of shape {x.shape} is too small to estimate its '
-                     'noise; give the level (--noise=gaussian:SIGMA)')
+    raise errors.UserError(f'image of shape {x.shape} is too small to '
+                           'estimate its noise; state the noise instead '
+                           '(e.g. gaussian:SIGMA)')
   x = x[:h, :w]
   p, q = x[0::2, 0::2], x[0::2, 1::2]
   r, s = x[1::2, 0::2], x[1::2, 1::2]
@@ -228,7 +223,7 @@ def _hh_to_pixel(rho_y: float, rho_x: float) -> float:
   return 1.0 / max((1 - rho_y) * (1 - rho_x), 1e-3)
 
 
-def estimate_correlation(image: np.ndarray) -> tuple[float, float]:
+def estimate_correlations(image: np.ndarray) -> tuple[float, float]:
   """The noise's neighbour correlations (rho_y, rho_x) of [H, W] in [0, 1]."""
   return _band_stats(image)[3:]
 
@@ -304,10 +299,11 @@ _XRAY_MIN_SPAN = 2.5
 _XRAY_DOSES = np.geomspace(5.0, 1e6, 600)
 
 
-def xray_variance(x: np.ndarray, dose) -> np.ndarray:
-  """`noise_physics.xray_variance` in numpy (this module runs without
-  JAX), with its defaults: line integral 3 at x = 1, 1 count of electronic
-  noise. Tested to agree."""
+def xray_variance_np(x: np.ndarray, dose) -> np.ndarray:
+  """The X-ray law a model is told (`xdn.noise.synthetic.noise_std_map`):
+  `noise_physics.xray_variance(x, dose, DEFAULT_ELECTRONIC_NOISE)` in numpy
+  (this module runs without JAX), line integral 3 at x = 1 and 1 count of
+  electronic noise. Tested to agree."""
   mu = 3.0
   counts = np.asarray(dose, np.float64) * np.exp(-mu * np.clip(x, 0, 1))
   s2 = (counts + 1.0) / counts**2
@@ -322,13 +318,14 @@ def _xray_dose(xs: np.ndarray, vs: np.ndarray, ns: np.ndarray,
   median intensity; else 0."""
   if vs.min() <= 0 or vs.max() / vs.min() < _XRAY_MIN_SPAN:
     return 0.0
-  model = xray_variance(xs[None], _XRAY_DOSES[:, None])
+  model = xray_variance_np(xs[None], _XRAY_DOSES[:, None])
   residuals = np.sum(ns * (vs[None] - model)**2, axis=1)
   best = int(np.argmin(residuals))
   if residuals[best] > _XRAY_RESIDUAL_SHARE * other_residual:
     return 0.0
   dose = float(_XRAY_DOSES[best])
-  if abs(np.sqrt(xray_variance(middle, dose)) / sigma - 1) > _MAX_DISAGREEMENT:
+  agreement = np.sqrt(xray_variance_np(middle, dose)) / sigma
+  if abs(agreement - 1) > _MAX_DISAGREEMENT:
     return 0.0
   return dose
 
@@ -336,8 +333,8 @@ def _xray_dose(xs: np.ndarray, vs: np.ndarray, ns: np.ndarray,
 def known_noise(kind: str, level: float, read_noise: float,
                 correlation: float = 0.0,
                 correlation_x: Optional[float] = None) -> NoiseEstimate:
-  """The noise a user names (`--noise=gaussian:25`,
-  `--noise=correlated_gaussian:25,0.4`): its (a, b) and correlations."""
+  """The noise a user names (a noise spec, `xdn.noise.spec`: gaussian:25,
+  correlated_gaussian:25,0.4): its (a, b) and correlations."""
   rho_x = correlation if correlation_x is None else correlation_x
   for rho in (correlation, rho_x):
     if not -MAX_CORRELATION <= rho <= MAX_CORRELATION:
@@ -354,7 +351,7 @@ def known_noise(kind: str, level: float, read_noise: float,
     # The line beside the law (for models never told it): its least-squares
     # fit over intensities 0.1-0.9.
     xs = np.linspace(0.1, 0.9, 33)
-    a, b = np.polyfit(xs, xray_variance(xs, level), 1)
+    a, b = np.polyfit(xs, xray_variance_np(xs, level), 1)
     return NoiseEstimate('xray', float(max(a, 0.0)), float(max(b, 0.0)),
                          correlation, rho_x, xray_dose=float(level))
   if kind in ('poisson', 'poisson_gaussian'):

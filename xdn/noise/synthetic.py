@@ -135,10 +135,11 @@ PRESETS: Dict[str, Tuple[str, float]] = {
 AFFINE_KINDS = ('gaussian', 'poisson', 'poisson_gaussian')
 
 
-def variance_params(kind: str, level: Level,
-                    read_noise: Level = DEFAULT_READ_NOISE
-                    ) -> Tuple[Array, Array]:
-  """(a, b) with noise variance a * x + b at intensity x in [0, 1].
+def kind_variance_law(kind: str, level: Level,
+                      read_noise: Level = DEFAULT_READ_NOISE
+                      ) -> Tuple[Array, Array]:
+  """(a, b) of noise `kind` at `level`: variance a * x + b at intensity x
+  in [0, 1].
 
   gaussian: a = 0, b = (sigma / 255)^2; poisson at dose d: a = 1 / d, b = 0;
   poisson_gaussian adds the read noise: b = (read_noise / 255)^2. A level of
@@ -319,7 +320,7 @@ def corrupt_with_params(key: Array, images: Array,
   """`corrupt`, also returning each image's noise description.
 
   Returns (noisy, a, b, correlation, xray_dose), each [B] but the first:
-  the variance law var = a * x + b of `variance_params` (zeros for kinds
+  the variance law var = a * x + b of `kind_variance_law` (zeros for kinds
   without one), the neighbour correlation of the noise (0 for white kinds)
   and, for 'xray', N0 where the model is told the X-ray law itself (see
   `noise_std_map`; else 0). An 'xray' image is told its own law with
@@ -408,13 +409,13 @@ def _apply_kind(key: Array, images: Array, kind: str, level: Array,
   zeros = jnp.zeros_like(level)
   dose = zeros
   if kind in AFFINE_KINDS:
-    a, b = variance_params(kind, level, read_noise)
+    a, b = kind_variance_law(kind, level, read_noise)
   elif kind == 'xray':
     a, b = noise_physics.xray_affine_params(images, level, electronic)
     a, b = jnp.where(xray_law, 0.0, a), jnp.where(xray_law, 0.0, b)
     dose = jnp.where(xray_law & (level > 0), level, 0.0)
   elif kind == 'correlated_gaussian':
-    a, b = variance_params('gaussian', level)
+    a, b = kind_variance_law('gaussian', level)
   else:
     a = b = zeros
   rho = correlation if kind in CORRELATED_KINDS else zeros

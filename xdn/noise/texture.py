@@ -34,9 +34,9 @@ SMALL_REGION = 32  # For images under REGION.
 RADIUS = 7  # The kernel is (2 RADIUS + 1)^2: correlations up to 7 px.
 
 
-def flat_regions(images: Sequence[np.ndarray], region: int = REGION,
-                 fraction: float = 0.25
-                 ) -> list[Optional[noise_report.FlatRegions]]:
+def flat_regions_per_image(images: Sequence[np.ndarray],
+                           region: int = REGION, fraction: float = 0.25
+                           ) -> list[Optional[noise_report.FlatRegions]]:
   """Each image's detrended flattest `fraction` of regions
   (`noise_report.flat_regions`); None for an image too small or clipped
   everywhere."""
@@ -55,7 +55,8 @@ def flat_regions(images: Sequence[np.ndarray], region: int = REGION,
 
 def pooled_residuals(regions: Sequence[Optional[noise_report.FlatRegions]],
                      region: int) -> np.ndarray:
-  """The residuals of `flat_regions`, pooled: [N, region, region]."""
+  """The residuals of `flat_regions_per_image`, pooled: [N, region,
+  region]."""
   pooled = [r.residuals for r in regions if r is not None]
   if not pooled:
     raise errors.UserError(
@@ -68,7 +69,8 @@ def flat_residuals(images: Sequence[np.ndarray], region: int = REGION,
                    fraction: float = 0.25) -> np.ndarray:
   """The detrended flattest `fraction` of each image's regions, pooled:
   [N, region, region]. Images too small or clipped everywhere add none."""
-  return pooled_residuals(flat_regions(images, region, fraction), region)
+  return pooled_residuals(flat_regions_per_image(images, region, fraction),
+                          region)
 
 
 def kernel_from_nps(nps: np.ndarray, radius: int = RADIUS) -> np.ndarray:
