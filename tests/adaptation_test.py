@@ -1,6 +1,7 @@
 """Self-supervised adaptation: the noise texture, the R2R criterion, the
 never-hurt rule and `xdn-denoise --adapt`."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -10,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from xdn import inference
+from xdn import pretrained
 from xdn.inference import adaptation
-from xdn.inference import denoiser as inference
 from xdn.noise import synthetic as noise
 from xdn.noise import physics as noise_physics
 from xdn.noise import texture as noise_texture
@@ -99,8 +101,9 @@ def test_criterion_ranks_models_as_the_true_psnr(denoiser):
         jax.tree.structure(denoiser.variables['params']),
         [l * (1 + scale * jax.random.normal(k, l.shape))
          for l, k in zip(leaves, keys)])
-    candidate = denoiser.at_strength('full')
-    candidate.variables = {**denoiser.variables, 'params': noisy_params}
+    candidate = dataclasses.replace(
+        denoiser, strength='full',
+        variables={**denoiser.variables, 'params': noisy_params})
     out = [candidate(n[None, ..., None])[0, ..., 0] for n in noisy]
     psnrs.append(np.mean([_psnr(o, c) for o, c in zip(out, clean)]))
     errors.append(adaptation.criterion(candidate, noisy, config))
@@ -184,7 +187,7 @@ def test_denoise_cli_adapts_and_writes_every_file(tmp_path):
   assert proc.returncode == 1, proc.stderr  # The broken file fails alone.
   assert 'adaptation kept' in proc.stderr, proc.stderr
   assert sorted(os.listdir(out)) == ['n0.png', 'n1.png']
-  assert inference.pretrained.available(str(tmp_path / 'model'))
+  assert pretrained.available(str(tmp_path / 'model'))
 
 
 def test_texture_of_correlations_matches_them():

@@ -14,7 +14,7 @@ from apache_beam.ml.inference import base
 from apache_beam.testing import util as beam_testing
 
 from xdn import errors
-from xdn.inference import denoiser as inference
+from xdn import inference
 from xdn.noise import estimation as noise_estimation
 from xdn.beam import handler as handler_lib
 

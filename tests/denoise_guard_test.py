@@ -1,4 +1,5 @@
-"""xdn-denoise's per-file guard: any failure of a file is one line naming it.
+"""xdn-denoise's per-file guard (xdn.inference.folder): any failure of a file
+is one line naming it.
 
 Unexpected exception types are reported and the batch goes on; out of memory
 and Ctrl-C are not swallowed (Ctrl-C stops after the current file).
@@ -12,12 +13,12 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from xdn.cli import denoise
+from xdn.inference import folder as folder_lib
 
 
 class Denoiser:
   """Identity, except `action(call_number)` may raise or signal first."""
-  fixed_size, name, step = None, 'test', 0
+  name, step = 'test', 0
 
   def __init__(self, action=lambda n: None):
     self.action, self.calls = action, 0
@@ -54,8 +55,9 @@ def test_unexpected_exception_is_one_line_and_the_batch_goes_on(tmp_path,
   denoiser = Denoiser(_raise_on(2, TypeError('unsupported operand <object '
                                              'at 0x7f00deadbeef>')))
   with caplog.at_level(std_logging.DEBUG):
-    failed = denoise.denoise_files(denoiser, [str(folder)],
-                                   str(tmp_path / 'out'))
+    failed = folder_lib.denoise_files(
+        denoiser, [str(folder)], str(tmp_path / 'out'),
+        failure_hint='run with --verbose for the traceback, and ')
   assert failed == 1
   assert sorted(os.listdir(tmp_path / 'out')) == ['0.png', '2.png', '3.png']
   errors = _records(caplog, 'ERROR')
@@ -74,7 +76,7 @@ def test_unexpected_exception_is_one_line_and_the_batch_goes_on(tmp_path,
 def test_verbose_logs_the_traceback(tmp_path, caplog):
   folder = _folder(tmp_path, 2)
   with caplog.at_level(std_logging.INFO):
-    failed = denoise.denoise_files(
+    failed = folder_lib.denoise_files(
         Denoiser(_raise_on(1, KeyError('x'))), [str(folder)],
         str(tmp_path / 'out'), verbose=True)
   assert failed == 1
@@ -91,7 +93,7 @@ def test_a_write_failure_is_one_line(tmp_path, caplog):
   out.mkdir()
   (out / 'sub').write_text('a file where the output folder should be')
   with caplog.at_level(std_logging.ERROR):
-    failed = denoise.denoise_files(Denoiser(), [str(folder)], str(out))
+    failed = folder_lib.denoise_files(Denoiser(), [str(folder)], str(out))
   assert failed == 1
   errors = [r.getMessage() for r in _records(caplog, 'ERROR')]
   assert len(errors) == 1 and 'x.png' in errors[0]
@@ -106,7 +108,7 @@ def test_out_of_memory_is_not_swallowed(tmp_path, caplog, error):
     error = type('XlaRuntimeError', (RuntimeError,), {})(str(error))
   folder = _folder(tmp_path)
   with caplog.at_level(std_logging.INFO), pytest.raises(type(error)):
-    denoise.denoise_files(Denoiser(_raise_on(2, error)), [str(folder)],
+    folder_lib.denoise_files(Denoiser(_raise_on(2, error)), [str(folder)],
                           str(tmp_path / 'out'))
   assert os.listdir(tmp_path / 'out') == ['0.png']  # What was written stays.
   messages = [r.getMessage() for r in caplog.records]
@@ -123,7 +125,7 @@ def test_ctrl_c_stops_after_the_current_file(tmp_path, caplog):
 
   before = signal.getsignal(signal.SIGINT)
   with caplog.at_level(std_logging.INFO), pytest.raises(KeyboardInterrupt):
-    denoise.denoise_files(Denoiser(ctrl_c), [str(folder)],
+    folder_lib.denoise_files(Denoiser(ctrl_c), [str(folder)],
                           str(tmp_path / 'out'))
   # The file being denoised at Ctrl-C is finished; no later one is started.
   assert sorted(os.listdir(tmp_path / 'out')) == ['0.png', '1.png']
@@ -141,6 +143,6 @@ def test_second_ctrl_c_stops_at_once_leaving_no_partial_file(tmp_path):
       os.kill(os.getpid(), signal.SIGINT)
 
   with pytest.raises(KeyboardInterrupt):
-    denoise.denoise_files(Denoiser(ctrl_c_twice), [str(folder)],
+    folder_lib.denoise_files(Denoiser(ctrl_c_twice), [str(folder)],
                           str(tmp_path / 'out'))
   assert os.listdir(tmp_path / 'out') == ['0.png']

@@ -1,4 +1,5 @@
-"""xdn.cli.denoise: formats round trip, tiling, failures that are not fatal."""
+"""xdn-denoise and its library (xdn.inference.folder, tiling): formats round
+trip, tiling, failures that are not fatal."""
 
 import os
 import subprocess
@@ -16,24 +17,31 @@ from scipy import ndimage
 from xdn.configs import default
 from tests import dicom_fixtures
 from xdn.workdir import checkpoints
-from xdn.cli import denoise
 from xdn import errors
 from xdn import models
 from xdn.workdir import state as state_lib
-from xdn.inference import denoiser as inference
-from xdn.training import train
+from xdn.inference import folder
+from xdn.inference import tiling
+from xdn.inference import told
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class FakeDenoiser:
-  """Stands in for xdn.inference.denoiser.Denoiser; records what the model saw."""
+  """Stands in for xdn.inference.Denoiser; records what the model saw."""
 
   def __init__(self, fn=lambda x: x, fixed_size=None, name='fake',
                size_multiple=1):
-    self.fn, self.fixed_size, self.name, self.step = fn, fixed_size, name, 0
-    self.size_multiple = size_multiple  # A U-Net of depth d: 2**d.
+    self.fn, self.name, self.step = fn, name, 0
+    # What it takes, declared as a Denoiser's registry entry declares it
+    # (size_multiple: a U-Net of depth d has 2**d).
+    self.capabilities = models.Capabilities(fixed_size=fixed_size,
+                                            size_multiple=size_multiple)
     self.inputs = []
+
+  @property
+  def fixed_size(self):
+    return self.capabilities.fixed_size
 
   def __call__(self, images: np.ndarray) -> np.ndarray:
     assert images.ndim == 4 and images.shape[-1] == 1, images.shape
@@ -95,7 +103,7 @@ def test_png_round_trip_keeps_shape_dtype_and_values(tmp_path, dtype, top):
   pixels = gradient(37, 53, top).astype(dtype)
   Image.fromarray(pixels).save(tmp_path / 'in.png')
   fake = FakeDenoiser()
-  assert denoise.denoise_files(fake, [str(tmp_path / 'in.png')],
+  assert folder.denoise_files(fake, [str(tmp_path / 'in.png')],
                                str(tmp_path / 'out')) == 0
   out = np.asarray(Image.open(tmp_path / 'out' / 'in.png'))
   assert out.shape == pixels.shape and out.dtype == dtype
@@ -109,7 +117,7 @@ def test_rgb_jpeg_becomes_a_grayscale_8bit_png(tmp_path):
   gray = gradient(40, 30, 255).astype(np.uint8)
   Image.fromarray(np.stack([gray] * 3, -1)).save(tmp_path / 'x.jpg',
                                                  quality=95)
-  assert denoise.denoise_files(FakeDenoiser(box_blur),
+  assert folder.denoise_files(FakeDenoiser(box_blur),
                                [str(tmp_path / 'x.jpg')],
                                str(tmp_path / 'out')) == 0
   assert not os.path.exists(tmp_path / 'out' / 'x.jpg')
@@ -132,7 +140,7 @@ def test_dicom_round_trip(tmp_path, photometric, bits, dtype, slope,
   raw = raw.astype(dtype)
   write_dicom(tmp_path / 'in.dcm', raw, photometric, bits, slope, intercept)
   fake = FakeDenoiser()
-  assert denoise.denoise_files(fake, [str(tmp_path / 'in.dcm')],
+  assert folder.denoise_files(fake, [str(tmp_path / 'in.dcm')],
                                str(tmp_path / 'out')) == 0
   source = pydicom.dcmread(tmp_path / 'in.dcm')
   result = pydicom.dcmread(tmp_path / 'out' / 'in.dcm')
@@ -163,7 +171,7 @@ def test_dicom_changes_reach_the_pixels_monochrome1(tmp_path):
   # A model that brightens (in MONOCHROME2 terms) must lower MONOCHROME1
   # stored values.
   brighten = FakeDenoiser(lambda x: x + 0.1)
-  denoise.denoise_files(brighten, [str(tmp_path / 'a.dcm')],
+  folder.denoise_files(brighten, [str(tmp_path / 'a.dcm')],
                         str(tmp_path / 'out'))
   out = pydicom.dcmread(tmp_path / 'out' / 'a.dcm').pixel_array.astype(int)
   inside = (raw > 500)
@@ -175,10 +183,10 @@ def test_dicom_changes_reach_the_pixels_monochrome1(tmp_path):
 
 def test_tile_grid_covers_with_overlap():
   for length in (1, 16, 17, 64, 100, 129):
-    starts, padded = inference.tile_grid(length, 16, 4)
+    starts, padded = tiling.tile_grid(length, 16, 4)
     assert padded >= max(length, 16) and starts[-1] + 16 == padded
     assert all(b - a == 12 for a, b in zip(starts, starts[1:]))
-  starts, _ = inference.tile_grid(1000, 512, 128, align=32)
+  starts, _ = tiling.tile_grid(1000, 512, 128, align=32)
   assert all(s % 32 == 0 for s in starts)
 
 
@@ -186,7 +194,7 @@ def _tile_border_mask(h, w, tile, overlap, align=1, margin=1):
   """Pixels within `margin` of an inner edge of some tile."""
   mask = np.zeros((h, w), bool)
   for axis, length in ((0, h), (1, w)):
-    starts, _ = inference.tile_grid(length, tile, overlap, align)
+    starts, _ = tiling.tile_grid(length, tile, overlap, align)
     for s in starts:
       for edge in (s, s + tile):
         if 0 < edge < length:
@@ -199,9 +207,9 @@ def _tile_border_mask(h, w, tile, overlap, align=1, margin=1):
 @pytest.mark.parametrize('shape', [(50, 70), (16, 16), (9, 40)])
 def test_tiled_and_untiled_agree_away_from_tile_borders(shape):
   image = np.random.default_rng(0).random(shape).astype(np.float32)
-  whole = inference.denoise_image(FakeDenoiser(box_blur), image)
+  whole = tiling.denoise_image(FakeDenoiser(box_blur), image)
   fixed = FakeDenoiser(box_blur, fixed_size=16)
-  tiled = inference.denoise_image(fixed, image, overlap=6, batch_size=5)
+  tiled = tiling.denoise_image(fixed, image, overlap=6, batch_size=5)
   assert tiled.shape == image.shape and tiled.dtype == np.float32
   inside = ~_tile_border_mask(*shape, 16, 6)
   np.testing.assert_allclose(tiled[inside], whole[inside], atol=1e-6)
@@ -213,9 +221,9 @@ def test_tiled_and_untiled_agree_away_from_tile_borders(shape):
 def test_fully_convolutional_models_tile_beyond_max_pixels():
   image = np.random.default_rng(1).random((100, 90)).astype(np.float32)
   fake = FakeDenoiser(box_blur, size_multiple=32)
-  whole = inference.denoise_image(fake, image)
+  whole = tiling.denoise_image(fake, image)
   assert fake.inputs[-1].shape == (1, 100, 90, 1)
-  tiled = inference.denoise_image(fake, image, tile=64, overlap=16,
+  tiled = tiling.denoise_image(fake, image, tile=64, overlap=16,
                                   max_pixels=1000)
   assert fake.inputs[-1].shape[1:3] == (64, 64)
   # Tiles start at multiples of the model's size multiple: stride 32, not 48.
@@ -236,7 +244,7 @@ def test_unreadable_file_is_reported_not_fatal(tmp_path, caplog):
       folder / 'sub' / 'b.png')
   (folder / 'notes.txt').write_text('not an image, skipped')
   with caplog.at_level('ERROR'):
-    failed = denoise.denoise_files(FakeDenoiser(), [str(folder)],
+    failed = folder.denoise_files(FakeDenoiser(), [str(folder)],
                                    str(tmp_path / 'out'))
   assert failed == 2
   assert os.path.exists(tmp_path / 'out' / 'a.png')
@@ -253,23 +261,23 @@ def test_never_overwrites_inputs_and_asks_before_outputs(tmp_path):
   before = (tmp_path / 'a.png').read_bytes()
   invert = FakeDenoiser(lambda x: 1 - x)
   # --out is the input's folder: refused even with --overwrite.
-  assert denoise.denoise_files(invert, [str(tmp_path / 'a.png')],
+  assert folder.denoise_files(invert, [str(tmp_path / 'a.png')],
                                str(tmp_path), overwrite=True) == 1
   assert (tmp_path / 'a.png').read_bytes() == before
   out = tmp_path / 'out'
-  assert denoise.denoise_files(invert, [str(tmp_path / 'a.png')],
+  assert folder.denoise_files(invert, [str(tmp_path / 'a.png')],
                                str(out)) == 0
   first = (out / 'a.png').read_bytes()
-  assert denoise.denoise_files(FakeDenoiser(), [str(tmp_path / 'a.png')],
+  assert folder.denoise_files(FakeDenoiser(), [str(tmp_path / 'a.png')],
                                str(out)) == 1  # Exists, no --overwrite.
   assert (out / 'a.png').read_bytes() == first
-  assert denoise.denoise_files(FakeDenoiser(), [str(tmp_path / 'a.png')],
+  assert folder.denoise_files(FakeDenoiser(), [str(tmp_path / 'a.png')],
                                str(out), overwrite=True) == 0
   assert (out / 'a.png').read_bytes() != first
 
 
 def test_missing_input_is_reported(tmp_path):
-  assert denoise.denoise_files(FakeDenoiser(), [str(tmp_path / 'nope.png')],
+  assert folder.denoise_files(FakeDenoiser(), [str(tmp_path / 'nope.png')],
                                str(tmp_path / 'out')) == 1
 
 
@@ -334,18 +342,30 @@ def test_example_runs_as_the_readme_says(tmp_path):
 @pytest.mark.parametrize('text,sigma,rho', [
     ('gaussian:25', 25.0, 0.0), ('correlated_gaussian:20,0.4', 20.0, 0.4),
     ('correlated_gaussian:20,0.6,0.2', 20.0, 0.4)])
-def test_noise_flag_states_a_correlated_noise(text, sigma, rho):
-  told = denoise.parse_noise(text, read_noise=2.0)
-  assert told.sigma == pytest.approx(sigma) and told.correlation == (
+def test_noise_spec_states_a_correlated_noise(text, sigma, rho):
+  level = told.parse_noise(text, read_noise=2.0)
+  assert level.sigma == pytest.approx(sigma) and level.correlation == (
       pytest.approx(rho))
+  assert told.parse_noise('auto', read_noise=2.0) is None
 
 
 @pytest.mark.parametrize('text', ['correlated_gaussian:20,x',
                                   'gaussian:20,0.4', 'correlated_gaussian:'
-                                  '20,1.5'])
-def test_bad_noise_flag_is_one_line(text):
-  with pytest.raises(errors.UserError, match='--noise'):
-    denoise.parse_noise(text, read_noise=2.0)
+                                  '20,1.5', 'none'])
+def test_bad_noise_spec_is_one_line_naming_it(text):
+  with pytest.raises(errors.UserError, match='noise') as e:
+    told.parse_noise(text, read_noise=2.0)
+  assert '\n' not in str(e.value) and '--' not in str(e.value)  # No flag.
+
+
+def test_bad_noise_flag_names_the_flag(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'xdn.cli.denoise', '--noise=gaussian:20,0.4',
+       f'--out={tmp_path / "out"}', str(tmp_path / 'missing.png')],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: --noise: ') and 'gaussian:20,0.4' in last
 
 
 def test_overlapped_folder_equals_one_file_after_the_other(tmp_path, caplog):
@@ -359,7 +379,7 @@ def test_overlapped_folder_equals_one_file_after_the_other(tmp_path, caplog):
         folder / f'{i}.png')
   (folder / '1b.png').write_bytes(b'\x89PNG\r\n\x1a\ncut short')
   with caplog.at_level('INFO'):
-    failed = denoise.denoise_files(FakeDenoiser(box_blur), [str(folder)],
+    failed = folder.denoise_files(FakeDenoiser(box_blur), [str(folder)],
                                    str(tmp_path / 'out'))
   assert failed == 1
   progress = [r.getMessage() for r in caplog.records
@@ -373,7 +393,7 @@ def test_overlapped_folder_equals_one_file_after_the_other(tmp_path, caplog):
   assert '1b.png' in lines[2] and names.index('1b.png') == 2
   for i in range(len(sizes)):
     one = tmp_path / f'one{i}'
-    denoise.denoise_one_file(FakeDenoiser(box_blur), str(folder / f'{i}.png'),
+    folder.denoise_one_file(FakeDenoiser(box_blur), str(folder / f'{i}.png'),
                              f'{i}.png', str(one))
     assert (one / f'{i}.png').read_bytes() == (
         tmp_path / 'out' / f'{i}.png').read_bytes()

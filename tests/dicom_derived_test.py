@@ -14,7 +14,9 @@ import pytest
 
 import xdn
 from tests import dicom_fixtures as df
-from xdn.cli import denoise
+from xdn import models
+from xdn.inference import folder as denoise
+from xdn.models.conditioning import Conditioning
 from xdn.inference import outputs
 from xdn.io import radiographs as radiograph_io
 from xdn.noise.estimation import known_noise
@@ -25,7 +27,8 @@ DESCRIPTION = 'denoised by xdn test, model m step 1, noise told: x'
 
 class NoiseMapDenoiser:
   """Inverts the image (so the pixels change); takes a noise level."""
-  fixed_size, name, step, takes_noise_map = None, 'invert', 7, True
+  name, step = 'invert', 7
+  capabilities = models.Capabilities(told=Conditioning(noise_map=True))
   strength_label = 'medium (s 0.65)'
 
   def __call__(self, images, noise_levels=None):

@@ -22,7 +22,7 @@ from pydicom.data import get_testdata_file
 import pytest
 
 from tests import dicom_fixtures as df
-from xdn.cli import denoise
+from xdn.inference import folder as denoise
 from xdn.io import images as image_io
 from xdn.io import radiographs as radiograph_io
 

@@ -43,7 +43,7 @@ from tests import data_fixtures
 from tests import reliability_utils as ru
 from tests.reliability_utils import compile_cache  # pylint: disable=unused-import  # Fixture.
 from xdn.workdir import checkpoints
-from xdn.cli import denoise
+from xdn.inference import folder as denoise
 from xdn import errors
 from xdn.io import radiographs as radiograph_io
 from xdn.io import images as image_io

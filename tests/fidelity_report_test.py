@@ -12,6 +12,7 @@ import pytest
 from xdn import examples
 from xdn.evaluation import fidelity as fidelity_report
 from xdn.inference import strength
+from xdn.noise import spec
 from tests.denoise_test import make_workdir
 from tests.denoise_test import tiny_unet_config
 
@@ -34,7 +35,6 @@ def test_identity_and_blur_in_the_report():
   """The noisy input scores itself 1; a blur keeps less noise, shifts the
   NPS down and loses faint lesions, in every figure at once."""
   from scipy import ndimage  # pylint: disable=g-import-not-at-top
-  from xdn.cli import evaluate  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   clean = [np.clip(0.5 + ndimage.gaussian_filter(rng.normal(0, 0.4, (384,
                                                                       384)), 8),
@@ -43,7 +43,7 @@ def test_identity_and_blur_in_the_report():
       index).normal(0, 0.05, image.shape), 0, 1).astype(np.float32)
   methods = {'blur': lambda n, s: ndimage.gaussian_filter(n, 1.5)}
   result = fidelity_report.evaluate_fidelity(
-      clean, [evaluate.Setting('gaussian', 12.75)], methods, make,
+      clean, [spec.NoiseSpec('gaussian', 12.75)], methods, make,
       sizes=(3.0,), per_size=8, discs=6, disc_radius=10.0)
   rows = {r['method']: r for r in result['rows']}
   noisy, blur = rows['noisy input'], rows['blur']

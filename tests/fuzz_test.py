@@ -29,7 +29,7 @@ from pydicom import uid
 import pytest
 
 from tests import dicom_fixtures as df
-from xdn.cli import denoise
+from xdn.inference import folder as denoise
 from xdn.io import images as image_io
 from xdn.io import radiographs as radiograph_io
 from xdn.data import folder

@@ -8,6 +8,8 @@ import pytest
 from xdn.configs import default
 from xdn.losses import supervised as losses
 from xdn import models
+from xdn.models import conditioning
+from xdn.noise import synthetic as noise
 
 
 def make_config(name, **model_fields):
@@ -169,3 +171,81 @@ def test_noise_map_unet_takes_two_channels_and_returns_one():
   # Bias-free: scaling image and noise map scales the output (homogeneous).
   np.testing.assert_allclose(model.apply(variables, 2 * x, train=False),
                              2 * out, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------- what a model takes
+
+
+def test_registry_declares_what_each_model_takes():
+  told = make_config('unet', depth=3, noise_map=True, correlation_map=True)
+  caps = models.capabilities(told)
+  assert caps.fixed_size is None and caps.size_multiple == 8
+  assert caps.takes_valid and caps.takes_noise_map and caps.takes_correlation
+  assert caps.told.channels == models.noise_channels(told) == 2
+  assert caps.pixel_shuffle == 1 and not caps.takes_xray_law
+  with told.unlocked():
+    told.noise.xray_law_fraction = 0.5
+    told.loss.pd_stride, told.loss.pd_inference_stride = 4, 2
+  caps = models.capabilities(told)
+  assert caps.takes_xray_law and caps.pixel_shuffle == 2
+  # Shuffled sub-images: tiles on a coarser grid, no exact size buckets.
+  assert caps.size_multiple == 16 and not caps.takes_valid
+  seed = models.capabilities(make_config('autoencoder'))
+  assert seed.fixed_size == 64 and not seed.takes_noise_map
+  assert not seed.takes_valid and seed.told.channels == 0
+  # Maps a model without a noise map would ignore are not declared.
+  plain = make_config('unet', correlation_map=True, strength_map=True)
+  assert models.capabilities(plain).told.channels == 0
+  # Anything that declares nothing is a plain model of any size.
+  assert models.capabilities_of(lambda x: x) == models.PLAIN
+
+
+def _maps(s, told, **kwargs):
+  """Inputs of one 8x8 image told var 0.01 and correlation 0.3 at s."""
+  x = jnp.linspace(0.2, 0.8, 2 * 64).reshape(2, 8, 8, 1)
+  a, b, rho = jnp.zeros(2), jnp.full(2, 0.01), jnp.full(2, 0.3)
+  return x, np.asarray(conditioning.model_input(
+      x, a, b, told, correlation=rho,
+      strength=None if s is None else jnp.full(2, s), **kwargs))
+
+
+STRENGTH_MAP = conditioning.Conditioning(True, True, True)
+
+
+def test_strength_map_models_are_told_s_up_to_full_and_more_noise_beyond():
+  # Up to full: the noise as it is, s in its own channel, bit for bit what
+  # training built before the rule had one home (no scale at all).
+  for s in (0.3, 0.65, 1.0):
+    x, told = _maps(s, STRENGTH_MAP)
+    trained = noise.with_noise_map(x, 0.0, 0.01, 0.3,
+                                   strength=jnp.full(2, s))
+    np.testing.assert_array_equal(told, trained)
+  _, none = _maps(None, STRENGTH_MAP)
+  np.testing.assert_array_equal(none, _maps(1.0, STRENGTH_MAP)[1])
+  # Beyond full: told s times the noise, at full strength (channel 0).
+  x, told = _maps(1.5, STRENGTH_MAP)
+  np.testing.assert_allclose(told[..., 1:3], 1.5 * _maps(1.0, STRENGTH_MAP)[
+      1][..., 1:3], rtol=1e-6)
+  assert not told[..., 3].any()
+
+
+def test_models_without_a_strength_map_are_told_s_times_the_noise():
+  for told, channels in ((conditioning.Conditioning(True), 2),
+                         (conditioning.Conditioning(True, True), 3)):
+    _, full = _maps(None, told)
+    _, half = _maps(0.5, told)
+    assert full.shape[-1] == half.shape[-1] == channels
+    np.testing.assert_allclose(half[..., 1:], 0.5 * full[..., 1:], rtol=1e-6)
+  x, plain = _maps(0.5, conditioning.NONE)
+  np.testing.assert_array_equal(plain, x)
+
+
+def test_fidelity_branch_is_declared_only_on_a_strength_map():
+  fields = dict(noise_map=True, correlation_map=True, strength_map=True,
+                fidelity_branch_width=8)
+  assert conditioning.Conditioning.from_fields(fields).fidelity_branch
+  base = conditioning.without_fidelity_branch(make_config('unet', **fields))
+  told = models.capabilities(base).told
+  assert (told.channels, told.fidelity_branch) == (2, False)
+  assert not conditioning.Conditioning.from_fields(
+      dict(fields, strength_map=False)).fidelity_branch

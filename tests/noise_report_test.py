@@ -71,19 +71,21 @@ def test_pixel_spacing_gives_frequencies_per_mm(tmp_path):
   assert 'frequency_cycles_per_mm' not in noise_report.report(image)['nps']
   # Read from the file's header (xdn.io): DICOM only, a stated 0 is none.
   pydicom = pytest.importorskip('pydicom')
-  from pydicom.dataset import FileMetaDataset  # pylint: disable=g-import-not-at-top
   from pydicom import uid  # pylint: disable=g-import-not-at-top
   png = tmp_path / 'f.png'
   png.write_bytes(b'not read')
   assert radiograph_io.pixel_spacing_mm(str(png)) is None
-  for keyword, value, expected in (('PixelSpacing', [0.15, 0.15], 0.15),
-                                   ('ImagerPixelSpacing', [0.2, 0.2], 0.2),
-                                   ('PixelSpacing', [0, 0], None)):
+  cases = (('PixelSpacing', [0.15, 0.15], 0.15),
+           ('ImagerPixelSpacing', [0.2, 0.2], 0.2),
+           ('PixelSpacing', [0, 0], None))
+  for i, (keyword, value, expected) in enumerate(cases):
     ds = pydicom.Dataset()
-    ds.file_meta = FileMetaDataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = uid.SecondaryCaptureImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = uid.generate_uid()
     setattr(ds, keyword, value)
-    path = tmp_path / f'{keyword}.dcm'
+    path = tmp_path / f'{i}.dcm'
     ds.save_as(path, enforce_file_format=True)
     assert radiograph_io.pixel_spacing_mm(str(path)) == expected
 

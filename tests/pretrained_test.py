@@ -10,7 +10,8 @@ import pytest
 
 from xdn import errors
 from xdn.io import images as image_io
-from xdn.inference import denoiser as inference
+from xdn import inference
+from xdn.inference import ensemble
 from xdn.noise import synthetic as noise
 from xdn.noise import estimation as noise_estimation
 from xdn import pretrained
@@ -91,8 +92,8 @@ def test_small_images_get_the_x8_self_ensemble(shipped):
   plain = inference.Denoiser(shipped.config, shipped.variables, shipped.step,
                              shipped.name, ensemble_max_pixels=0)
   manual = np.mean([
-      np.asarray(inference._undo_dihedral(  # pylint: disable=protected-access
-          plain(np.asarray(inference.dihedral(images, k)), level), k))  # pylint: disable=protected-access
+      np.asarray(ensemble.undo_dihedral(
+          plain(np.asarray(ensemble.dihedral(images, k)), level), k))
       for k in range(8)], axis=0)
   np.testing.assert_allclose(ensembled, manual, atol=1e-5)
   assert not np.allclose(ensembled, plain(images, level), atol=1e-4)

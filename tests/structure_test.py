@@ -141,7 +141,7 @@ def test_denoise_command_never_loads_tensorflow(tmp_path):
   image = (np.arange(96 * 80).reshape(96, 80) % 251).astype(np.uint8)
   (tmp_path / 'in.png').write_bytes(image_io.encode_png(image))
   code = ('sys.argv = ["xdn-denoise", "--out=out", "in.png"]\n'
-          'from xdn import denoise\n'
+          'from xdn.cli import denoise\n'
           'try:\n'
           '  denoise.run()\n'
           'except SystemExit as e:\n'

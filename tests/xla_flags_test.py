@@ -155,8 +155,8 @@ def test_auto_precision_decides_per_noise_kind():
   assert auto.precision_for(white + xray) == 'float32'
   assert auto.precision_for(correlated) == 'float32'  # Not measured.
   image = _image()[None, ..., None]
-  bf16 = inference.load_pretrained('bfloat16')
-  bf16.ensemble_max_pixels = shipped.ensemble_max_pixels = 0
+  bf16 = inference.load_pretrained('bfloat16', ensemble_max_pixels=0)
+  shipped = inference.load_pretrained(ensemble_max_pixels=0)
   np.testing.assert_allclose(auto(image, white), bf16(image, white),
                              atol=1e-6)
   np.testing.assert_allclose(auto(image, xray), shipped(image, xray),

@@ -7,11 +7,12 @@ Each example is one radiograph as `xdn-denoise` sees it: [H, W] float32 in
 [0, 1], bright = dense (`xdn.io.radiographs.read_radiograph(...).pixels`).
 Each `PredictionResult.inference` is a `DenoisedImage`: the denoised pixels
 (same shape and range), the noise the model was told (given, or estimated
-from that image as `xdn-denoise` does) and the seconds it took. Images are
-denoised whole or in tiles by `xdn.inference.denoiser.denoise_image`'s rule, so the
-pixels equal `xdn-denoise`'s for the same model, precision and strength.
+from that image by `xdn.inference.told`, as `xdn-denoise` does) and the
+seconds it took. Images are denoised whole or in tiles by
+`xdn.inference.denoise_image`'s rule, so the pixels equal `xdn-denoise`'s
+for the same model, precision and strength.
 
-The model loads through `xdn.inference.denoiser.load` (which sets XLA's flags and
+The model loads through `xdn.inference.load` (which sets XLA's flags and
 JAX's compilation cache as the command lines do) once per worker process,
 or once per machine when `share_across_processes` (default: when JAX has
 an accelerator plugin installed, so that one GPU holds one copy).
@@ -30,8 +31,12 @@ import numpy as np
 
 from xdn import errors
 from xdn.inference import denoiser as inference
+from xdn.inference import ensemble
 from xdn.inference import outputs
+from xdn.inference import precision as precision_lib
 from xdn.inference import strength as strength_lib
+from xdn.inference import tiling
+from xdn.inference import told
 from xdn.noise.estimation import NoiseEstimate
 
 METRICS_NAMESPACE = 'xdn'
@@ -73,14 +78,10 @@ class LoadedDenoiser:
     return outputs.describe(self.denoiser, self.noise_level)
 
   def _noise_for(self, image: np.ndarray) -> Optional[NoiseEstimate]:
-    if not self.denoiser.takes_noise_map:
-      return None
-    if self.noise_level is not None:
-      return self.noise_level
-    # Estimated here rather than inside denoise_image (which would do the
-    # same) so that the results table can show it.
-    from xdn.noise import estimation as noise_estimation  # pylint: disable=g-import-not-at-top
-    return noise_estimation.estimate_noise(image)
+    # Here rather than inside denoise_image (which would do the same) so
+    # that the results table can show it.
+    return told.noise_for(self.denoiser.capabilities, image,
+                          self.noise_level)
 
   def denoise(self, images: Sequence[np.ndarray]) -> List[DenoisedImage]:
     """Denoises [H, W] images one after the other, as `xdn-denoise` does.
@@ -95,9 +96,8 @@ class LoadedDenoiser:
       start = time.perf_counter()
       image = np.asarray(image, np.float32)
       level = self._noise_for(image)
-      pixels = inference.denoise_image(self.denoiser, image,
-                                       noise_level=level,
-                                       **self.denoise_kwargs)
+      pixels = tiling.denoise_image(self.denoiser, image, noise_level=level,
+                                    **self.denoise_kwargs)
       results.append(DenoisedImage(np.asarray(pixels, np.float32), level,
                                    time.perf_counter() - start,
                                    description))
@@ -119,7 +119,7 @@ class XdnModelHandler(base.ModelHandler[np.ndarray, base.PredictionResult,
       by `xdn-export`, or a training workdir; a path every worker
       can read.
     precision: 'float32', 'bfloat16' or 'auto', as `xdn-denoise
-      --precision` (`xdn.inference.denoiser.resolve_precision`).
+      --precision` (`xdn.inference.precision.resolve_precision`).
     strength: 'low', 'medium', 'high', 'full' or a factor, as
       `xdn-denoise --strength`; None: the model's default.
     noise_level: the noise every image has (`xdn.noise.estimation.
@@ -138,15 +138,15 @@ class XdnModelHandler(base.ModelHandler[np.ndarray, base.PredictionResult,
                noise_level: Optional[NoiseEstimate] = None,
                checkpoint: str = 'best', tile: int = 0, overlap: int = -1,
                batch_size: int = 32,
-               max_pixels: int = inference.MAX_WHOLE_PIXELS,
-               ensemble_max_pixels: int = 256 * 256,
+               max_pixels: int = tiling.MAX_WHOLE_PIXELS,
+               ensemble_max_pixels: int = ensemble.MAX_PIXELS,
                max_batch_size: int = 1,
                share_across_processes: Optional[bool] = None,
                compile_cache: bool = True):
     super().__init__()
-    if precision not in inference.PRECISIONS:
+    if precision not in precision_lib.PRECISIONS:
       raise errors.UserError(f'unknown precision {precision!r}; use one of '
-                             f'{inference.PRECISIONS}')
+                             f'{precision_lib.PRECISIONS}')
     if checkpoint not in ('best', 'latest'):
       raise errors.UserError(f"checkpoint {checkpoint!r}: use 'best' or "
                              "'latest'")
@@ -175,12 +175,12 @@ class XdnModelHandler(base.ModelHandler[np.ndarray, base.PredictionResult,
     radiograph_io.quiet_pydicom_logs()
     if not self._compile_cache:
       os.environ['XDN_COMPILE_CACHE'] = '0'
-    denoiser = inference.load(self._model, self._checkpoint, self._precision,
-                              self._strength)
-    denoiser.batch_size = self._denoise_kwargs['batch_size']
-    denoiser.ensemble_max_pixels = self._ensemble_max_pixels
+    denoiser = inference.load(
+        self._model, self._checkpoint, self._precision, self._strength,
+        batch_size=self._denoise_kwargs['batch_size'],
+        ensemble_max_pixels=self._ensemble_max_pixels)
     noise_level = self._noise_level
-    if noise_level is not None and not denoiser.takes_noise_map:
+    if noise_level is not None and not denoiser.capabilities.takes_noise_map:
       logging.warning('The noise level given is ignored: model %s takes no '
                       'noise level', denoiser.name)
       noise_level = None

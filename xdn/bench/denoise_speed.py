@@ -90,9 +90,8 @@ def model_flops(denoiser: inference.Denoiser, size: int) -> float:
   x = jnp.zeros((1, size, size, 1), jnp.float32)
   z = jnp.zeros((1,), jnp.float32)
   closed = jax.make_jaxpr(
-      lambda v, x: denoiser._apply(  # pylint: disable=protected-access
-          v, x, (z, z, z, z, z + 1), False, True, None, None))(
-              denoiser.variables, x)
+      lambda v, x: denoiser.forward()(v, x, (z, z, z, z, z + 1), True))(
+          denoiser.variables, x)
   return _jaxpr_flops(closed.jaxpr)
 
 

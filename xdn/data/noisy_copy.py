@@ -45,18 +45,18 @@ SAMPLE_FRACTIONS = ','.join(str(v) for v in sample.SPLIT_FRACTIONS.values())
 
 
 def parse_added_noise(text: str, correlation: Optional[float] = None
-                ) -> noise_spec.NoiseSpec:
+                      ) -> noise_spec.NoiseSpec:
   """The noise to add: a spec of `xdn.noise.spec` that can be drawn
   ('gaussian:25', 'correlated_gaussian:15,0.5', a preset or 'none');
   `correlation`, when given, replaces the spec's neighbour correlation."""
-  told = noise_spec.parse(text, synthesis=True)
+  added = noise_spec.parse(text, synthesis=True)
   if correlation is None:
-    return told
+    return added
   top = noise_physics.MAX_CORRELATION
   if not 0.0 <= correlation <= top:
     raise errors.UserError(f'a neighbour correlation must be in [0, {top}], '
                            f'got {correlation}')
-  return dataclasses.replace(told, correlation=float(correlation))
+  return dataclasses.replace(added, correlation=float(correlation))
 
 
 def image_key(seed: int, name: str) -> jax.Array:
@@ -130,13 +130,13 @@ def make_copy(src: str, out: str, noise_text: str, *, seed: int = 0,
 
   `noise_text`: see `parse_added_noise`; `correlation` None: the spec's.
   """
-  told = parse_added_noise(noise_text, correlation)
-  kind, level, correlation = told.kind, told.level, told.correlation
+  added = parse_added_noise(noise_text, correlation)
+  kind, level, correlation = added.kind, added.level, added.correlation
   sources = list_sources(src, splits, split_fractions)
   if num_images > 0:
     sources = sorted(sources, key=lambda source: source[1])[:num_images]
   if os.path.abspath(out) == os.path.abspath(src):
-    raise errors.UserError('the copy must differ from its source folder: '
+    raise errors.UserError("the copy's folder must differ from its source: "
                            'the originals are never overwritten')
   names = {}
   for path, name in sources:

@@ -18,13 +18,13 @@ at once, and `xdn-export` carries it into an exported model.
 """
 
 import hashlib
-import json
 import os
 from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
 
 from xdn.evaluation import fidelity as fidelity_report
+from xdn.io import atomic
 from xdn.noise import estimation as noise_estimation
 from xdn.inference import strength as strength_lib
 
@@ -154,13 +154,9 @@ def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> str:
   """strength_levels.json (what the loaders read), a markdown table of the
   curves and every row (strength_calibration.md / .json) in `out_dir`;
   returns the table."""
-  os.makedirs(out_dir, exist_ok=True)
-  path = os.path.join(out_dir, strength_lib.LEVELS_FILE)
   payload = {**meta, **{k: v for k, v in result.items() if k != 'rows'}}
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(payload, f, indent=1)
-  os.replace(tmp, path)
+  atomic.write_json(payload, os.path.join(out_dir, strength_lib.LEVELS_FILE),
+                    indent=1)
   lines = []
   for rho, curve in result['curves'].items():
     lines += [f"Correlation {rho} ({', '.join(result['groups'][rho])}):", '',
@@ -177,9 +173,9 @@ def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> str:
                for level in strength_lib.LEVELS}
   table = '\n'.join(lines) + '\nLevels: ' + ', '.join(
       described.values()) + '\n'
-  with open(os.path.join(out_dir, 'strength_calibration.md'), 'w') as f:
-    f.write(table)
+  atomic.write_text(table, os.path.join(out_dir, 'strength_calibration.md'))
   # Every (setting, factor) row, for a closer look.
-  with open(os.path.join(out_dir, 'strength_calibration.json'), 'w') as f:
-    json.dump({**meta, 'rows': result['rows']}, f, indent=1)
+  atomic.write_json({**meta, 'rows': result['rows']},
+                    os.path.join(out_dir, 'strength_calibration.json'),
+                    indent=1)
   return table

@@ -27,7 +27,6 @@ with the first, under the same noise draw. Sites are far apart (12 lesion
 widths, 4 disc radii), inside the body, and the same for every method.
 """
 
-import json
 import os
 import time
 from typing import Any, Callable, Dict, List, Sequence, Tuple
@@ -35,8 +34,9 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 from absl import logging
 import numpy as np
 
-from xdn.metrics import image_quality
 from xdn.evaluation import lesions as lesion_eval
+from xdn.io import atomic
+from xdn.metrics import image_quality
 from xdn.metrics import lesions
 from xdn.metrics import observers as task_metrics
 
@@ -257,14 +257,12 @@ def markdown(result: Dict[str, Any]) -> str:
 def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> str:
   """fidelity_results.md / .json, fidelity_frontier.png and, for the full
   report, fidelity_nps.png; returns the table."""
-  os.makedirs(out_dir, exist_ok=True)
   table = markdown(result)
-  with open(os.path.join(out_dir, 'fidelity_results.md'), 'w') as f:
-    f.write(table)
+  atomic.write_text(table, os.path.join(out_dir, 'fidelity_results.md'))
   curves = {f'{s} | {m}': v for (s, m), v in result['curves'].items()}
-  with open(os.path.join(out_dir, 'fidelity_results.json'), 'w') as f:
-    json.dump({**meta, **{k: v for k, v in result.items()
-                          if k != 'curves'}, 'curves': curves}, f, indent=1)
+  atomic.write_json({**meta, **{k: v for k, v in result.items()
+                                if k != 'curves'}, 'curves': curves},
+                    os.path.join(out_dir, 'fidelity_results.json'), indent=1)
   plot_frontier(result, os.path.join(out_dir, 'fidelity_frontier.png'))
   if result['curves']:
     plot_nps(result, os.path.join(out_dir, 'fidelity_nps.png'))
@@ -322,7 +320,7 @@ def plot_frontier(result: Dict[str, Any], path: str) -> None:
     ax.set_title(setting, fontsize=9)
     ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  atomic.save_figure(fig, path, dpi=110)
   plt.close(fig)
 
 
@@ -347,5 +345,5 @@ def plot_nps(result: Dict[str, Any], path: str) -> None:
   fig.suptitle(f'noise power spectrum of the output noise, {first}',
                fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  atomic.save_figure(fig, path, dpi=110)
   plt.close(fig)

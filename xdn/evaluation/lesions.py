@@ -8,14 +8,13 @@ corrupted with and without its lesions by the *same* noise draw; every
 method (models blind as `xdn-denoise` runs them, baselines told the noise)
 denoises both, and `xdn.metrics.observers` gives per size: contrast transfer
 (mean and 10th percentile), NPW d' and CHO d'. Each size's contrast is
-chosen so that the noisy input's NPW d' is `--lesion_d_prime` (2 by
+chosen so that the noisy input's NPW d' is `target_d_prime` (2 by
 default: the 1.5-3 range where detection is neither sure nor hopeless).
 
 Writes lesion_results.md / .json and lesion_figure.png (crops of one
 lesion: clean | noisy | each method).
 """
 
-import json
 import os
 import time
 from typing import Any, Callable, Dict, List, Sequence
@@ -23,6 +22,7 @@ from typing import Any, Callable, Dict, List, Sequence
 from absl import logging
 import numpy as np
 
+from xdn.io import atomic
 from xdn.metrics import lesions
 from xdn.metrics import observers as task_metrics
 
@@ -133,15 +133,14 @@ def markdown(result: Dict[str, Any]) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> None:
-  """lesion_results.md / .json and lesion_figure.png in `out_dir`."""
-  os.makedirs(out_dir, exist_ok=True)
+def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> str:
+  """lesion_results.md / .json and lesion_figure.png in `out_dir`; returns
+  the table."""
   table = markdown(result)
-  with open(os.path.join(out_dir, 'lesion_results.md'), 'w') as f:
-    f.write(table)
-  with open(os.path.join(out_dir, 'lesion_results.json'), 'w') as f:
-    json.dump({**meta, 'target_d_prime': result['target_d_prime'],
-               'rows': result['rows']}, f, indent=1)
+  atomic.write_text(table, os.path.join(out_dir, 'lesion_results.md'))
+  atomic.write_json({**meta, 'target_d_prime': result['target_d_prime'],
+                     'rows': result['rows']},
+                    os.path.join(out_dir, 'lesion_results.json'), indent=1)
   if result['crops']:
     import matplotlib  # pylint: disable=g-import-not-at-top
     matplotlib.use('Agg')
@@ -156,6 +155,7 @@ def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> None:
     fig.suptitle(f"lesion at the centre, {result['crops']['setting']}",
                  fontsize=9)
     fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, 'lesion_figure.png'), dpi=110)
+    atomic.save_figure(fig, os.path.join(out_dir, 'lesion_figure.png'),
+                       dpi=110)
     plt.close(fig)
-  print(table)
+  return table

@@ -50,10 +50,11 @@ def forward(config: ml_collections.ConfigDict,
   def denoise(variables, images, params, at_full, valid=None, margin=None):
     net, net_told = model, told
     if at_full and base is not None:
-      # The branch's output would be multiplied by 1 - s = 0.
+      # The branch's output would be multiplied by 1 - s = 0. (Its other
+      # collections, BatchNorm's statistics, stay: dropping them was a bug.)
       net, net_told = base, base_told
-      variables = {'params': {k: v for k, v in variables['params'].items()
-                              if k != 'fidelity'}}
+      variables = {**variables, 'params': {
+          k: v for k, v in variables['params'].items() if k != 'fidelity'}}
     if net_told.channels:
       a, b, rho, dose, scale = params
       images = conditioning.model_input(

@@ -4,7 +4,8 @@ The one home of "estimate the noise unless told" (`noise_for`,
 `noise_for_each`): `denoise_image`, `Denoiser`, the folder loop, Beam and
 adaptation all ask here. A model told its noise (`takes_noise_map`) gets
 the noise given, or else each image's own estimate
-(`xdn.noise.estimation.estimate_noise`); any other model gets nothing.
+(`xdn.noise.estimation.estimate_noise`); any other model is told nothing,
+given or not.
 `noise_params` turns what is told into the per-image arrays a model takes
 (`xdn.models.conditioning`).
 """
@@ -34,20 +35,23 @@ def parse_noise(text: str, read_noise: float) -> Optional[NoiseEstimate]:
 def noise_for(capabilities: models.Capabilities, image: np.ndarray,
               given: Optional[NoiseEstimate] = None
               ) -> Optional[NoiseEstimate]:
-  """The noise a model is told of one [H, W] image: `given` if any; else,
-  for a model told its noise, the image's estimate; else None."""
-  if given is not None or not capabilities.takes_noise_map:
-    return given
-  return noise_estimation.estimate_noise(image)
+  """The noise a model is told of one [H, W] image: for a model told its
+  noise, `given` or else the image's own estimate; for any other, None."""
+  if not capabilities.takes_noise_map:
+    return None
+  return given if given is not None else noise_estimation.estimate_noise(
+      image)
 
 
 def noise_for_each(capabilities: models.Capabilities,
                    images: Sequence[np.ndarray],
                    given: Optional[Sequence[NoiseEstimate]] = None
                    ) -> Optional[List[NoiseEstimate]]:
-  """`noise_for` of each [H, W] image: `given` (one per image) if any."""
-  if given is not None or not capabilities.takes_noise_map:
-    return None if given is None else list(given)
+  """`noise_for` of each [H, W] image (`given`: one per image)."""
+  if not capabilities.takes_noise_map:
+    return None
+  if given is not None:
+    return list(given)
   return [noise_estimation.estimate_noise(image) for image in images]
 
 

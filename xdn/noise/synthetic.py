@@ -202,9 +202,10 @@ def with_noise_map(noisy: Array, a: Level, b: Level,
   image and its noise scales the output), and white noise gives a zero
   channel, so a model widened from a two-channel one starts as it was.
   `xray_dose`: see `noise_std_map`. `scale` multiplies the noise a model
-  is told (both maps): the denoising strength (`xdn.inference.strength`) of models
-  without a strength map, 1 = the noise as it is. `strength` (models with
-  `model.strength_map`) appends (1 - strength) * std map, 0 at full.
+  is told (both maps): the denoising strength (`xdn.inference.strength`)
+  of models without a strength map, 1 = the noise as it is. `strength`
+  (models with `model.strength_map`) appends (1 - strength) * std map, 0
+  at full.
   """
   std = noise_std_map(noisy, a, b, xray_dose)
   if scale is not None:
