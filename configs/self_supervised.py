@@ -13,7 +13,7 @@ see xdn/self_supervised.py for the losses. Validation uses the held-out
 patients' noisy images: the logged eval loss is the self-supervised loss
 there (it tracks the error to the unseen clean image up to a constant) and
 picks the best checkpoint. To measure against clean images, make a noisy
-copy of a clean set (`python -m xdn.data.noisy_copy`) and evaluate on the
+copy of a clean set (`xdn-noisy-copy`) and evaluate on the
 clean set with `xdn-evaluate --config=...`.
 """
 

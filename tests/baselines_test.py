@@ -1,4 +1,5 @@
-"""xdn.evaluation.baselines: classical denoisers, told the level, beat the noisy input."""
+"""xdn.evaluation.baselines: classical denoisers, told the level, beat the
+noisy input; BM3D is the optional extra xdn[baselines]."""
 
 import multiprocessing
 
@@ -31,7 +32,8 @@ def make_noisy(clean: np.ndarray, kind: str, level: float,
 
 
 FAST = [name for name in baselines.BASELINES if name not in baselines.SLOW]
-BM3D_MISSING = 'bm3d is the optional extra xdn[baselines] (non-commercial licence)'
+BM3D_MISSING = ('bm3d is the optional extra xdn[baselines] (non-commercial '
+                'licence)')
 
 
 def needs(name: str) -> None:

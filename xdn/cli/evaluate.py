@@ -85,9 +85,8 @@ def define_flags() -> None:
                       'in the figure (the first setting if not in the grid).')
   flags.DEFINE_integer('figure_image', 0, 'Index of the test image in the '
                        'figure.')
-  shared.define_precision(default='float32')
-  FLAGS['precision'].help += (' Default float32 here, whatever the machine, '
-                              'so that tables compare across machines.')
+  shared.define_precision('float32', 'Default float32 here, whatever the '
+                          'machine, so that tables compare across machines.')
   flags.DEFINE_enum('task', 'denoise', list(tasks.TASKS),
                     "'denoise': PSNR / SSIM per setting; 'lesions': lesion "
                     'fidelity (contrast transfer, NPW and CHO d\'; see '

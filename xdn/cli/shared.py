@@ -64,11 +64,12 @@ def define_model(multi: bool = False) -> None:
                     "PSNR or its 'latest'.")
 
 
-def define_precision(default: str = 'auto') -> None:
+def define_precision(default: str = 'auto', note: str = '') -> None:
   flags.DEFINE_enum('precision', default, list(PRECISIONS),
                     "Compute precision. 'auto': bfloat16 where the model's "
                     'measured PSNR cost allows it for the noise at hand and '
-                    'the machine computes it natively, else float32.')
+                    'the machine computes it natively, else float32.' +
+                    (f' {note}' if note else ''))
 
 
 def define_strength(help_text: str = '') -> None:

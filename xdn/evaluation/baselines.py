@@ -2,10 +2,10 @@
 
 Every baseline is a pure numpy function
 `(noisy [H, W] float in [0, 1], kind, level) -> denoised [H, W] float32 in
-[0, 1]`, with `kind` and `level` as in `xdn.noise.synthetic` (gaussian: sigma on the
-0-255 scale; poisson: dose; salt_and_pepper: fraction; speckle: factor std).
-They are tuned once from the level, as a user who knows the noise would; no
-per-image search on the clean image.
+[0, 1]`, with `kind` and `level` as in `xdn.noise.synthetic` (gaussian:
+sigma on the 0-255 scale; poisson: dose; salt_and_pepper: fraction;
+speckle: factor std). They are tuned once from the level, as a user who
+knows the noise would; no per-image search on the clean image.
 
 How the level reaches the Gaussian denoisers (BM3D, NLM, TV, wavelet):
   gaussian          sigma / 255.
@@ -122,9 +122,9 @@ def noise_std(noisy: np.ndarray, kind: str, level: float) -> float:
     # Half the replaced pixels jump to 0, half to 1.
     x = ndimage.median_filter(noisy, size=3, mode='reflect')
     return float(np.sqrt(level / 2 * np.mean(x**2 + (1 - x)**2)))
-  raise errors.UserError(f'noise_std: unknown noise kind {kind!r}; use one of '
-                         "'gaussian', 'speckle', 'salt_and_pepper' (Poisson kinds "
-                         'are variance-stabilised instead)')
+  raise errors.UserError(f'noise_std: unknown noise kind {kind!r}; use one '
+                         "of 'gaussian', 'speckle', 'salt_and_pepper' "
+                         '(Poisson kinds are variance-stabilised instead)')
 
 
 def _gaussian_baseline(
@@ -248,7 +248,8 @@ def median(noisy: np.ndarray, kind: str, level: float, *,
 
 
 def noisy_input(noisy: np.ndarray, kind: str, level: float, *,
-                read_noise: float = DEFAULT_READ_NOISE, correlation: float = 0.0,
+                read_noise: float = DEFAULT_READ_NOISE,
+                correlation: float = 0.0,
                 electronic_noise: float = 0.0) -> np.ndarray:
   """The noisy image itself: the floor every denoiser must beat."""
   del kind, level, read_noise, correlation, electronic_noise
@@ -259,8 +260,8 @@ def _check(noisy: np.ndarray) -> np.ndarray:
   noisy = np.asarray(noisy, np.float32)
   if noisy.ndim != 2:
     raise errors.UserError(f'baselines take one [H, W] image, got shape '
-                           f'{noisy.shape}; squeeze the channel and loop over the '
-                           'batch')
+                           f'{noisy.shape}; squeeze the channel and loop over '
+                           'the batch')
   return noisy
 
 

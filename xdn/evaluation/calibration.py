@@ -1,20 +1,21 @@
 """`xdn-evaluate --task=calibrate`: measure a model's strength levels.
 
-Each level of `xdn.inference.strength` is defined by what it keeps (NPW d' of faint
-inserted lesions over the noisy input's, and for 'low' the contrast
-transfer too). Calibration measures, on clean images of the user's choice
-(held-out patients) and a few noise settings, the lesion figures of the
-model told s x the noise for a grid of factors s (`xdn.evaluation.fidelity`,
-PSNR and lesions only), averages them over settings and lesion sizes, and
-takes for each level the largest s that still meets its floor,
-interpolated between grid points. Settings are grouped by their noise's
-neighbour correlation (white kinds: 0), and each group gets its own
-factors: correlated noise needs a lower one for the same fidelity. Each
-(setting, size) figure counts at most 1 (the input's) in the averages, so
-a setting where the output beats the input (clipping at sigma 50 hurts
-the input's d') does not make up for one that falls short. The result, `strength_levels.json`, is
-what the loaders read (`xdn.inference.denoiser`): in a training workdir it is used
-at once, and `xdn-export` carries it into an exported model.
+Each level of `xdn.inference.strength` is defined by what it keeps (NPW d'
+of faint inserted lesions over the noisy input's, and for 'low' the
+contrast transfer too). Calibration measures, on clean images of the
+user's choice (held-out patients) and a few noise settings, the lesion
+figures of the model told s x the noise for a grid of factors s
+(`xdn.evaluation.fidelity`, PSNR and lesions only), averages them over
+settings and lesion sizes, and takes for each level the largest s that
+still meets its floor, interpolated between grid points. Settings are
+grouped by their noise's neighbour correlation (white kinds: 0), and each
+group gets its own factors: correlated noise needs a lower one for the
+same fidelity. Each (setting, size) figure counts at most 1 (the input's)
+in the averages, so a setting where the output beats the input (clipping
+at sigma 50 hurts the input's d') does not make up for one that falls
+short. The result, `strength_levels.json`, is what the loaders read
+(`xdn.inference.denoiser`): in a training workdir it is used at once, and
+`xdn-export` carries it into an exported model.
 """
 
 import hashlib

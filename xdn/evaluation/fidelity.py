@@ -15,10 +15,10 @@ method (each model at each strength level, and the baselines):
   * the task transfer function from inserted discs at a low and a high
     contrast-to-noise ratio (nonlinear denoisers blur faint edges more than
     strong ones): its 50 % and 10 % frequencies;
-  * faint round lesions of several sizes (`xdn.metrics.lesions`), each size at the
-    contrast where the noisy input's NPW d' is `target_d_prime`: contrast
-    transfer (mean, 10th percentile), NPW and CHO d', and both d' over the
-    input's.
+  * faint round lesions of several sizes (`xdn.metrics.lesions`), each size
+    at the contrast where the noisy input's NPW d' is `target_d_prime`:
+    contrast transfer (mean, 10th percentile), NPW and CHO d', and both d'
+    over the input's.
 
 Per image and setting each method runs four times: on x + n1 (the scored
 output), x + n2 (the second realisation), x + lesions + low-contrast discs
