@@ -48,6 +48,11 @@ def test_identity_and_blur_in_the_report():
   rows = {r['method']: r for r in result['rows']}
   noisy, blur = rows['noisy input'], rows['blur']
   assert noisy['npw_ratio'] == 1.0 and noisy['nps_shape_rmsd'] == 0.0
+  # Every observer is reported, scoring the input 1.
+  for observer in fidelity_report.OBSERVERS:
+    assert noisy[f'{observer}_ratio'] == 1.0
+    assert np.isfinite(blur[f'{observer}_ratio']) and blur[
+        f'{observer}_d_prime_3px'] > 0, observer
   assert noisy['ttf_low_f50'] == noisy['ttf_high_f50'] == 0.5
   assert noisy['noise_std'] == pytest.approx(0.05 * 255, rel=0.1)
   assert blur['noise_std_ratio'] < 0.3
@@ -81,6 +86,9 @@ def test_cli_fidelity_report_of_two_strengths(tmp_path, example_folder):
       'noise_std']
   assert full['psnr'] > rows['noisy input']['psnr'] + 5
   assert '| gaussian σ=20 | xdn-pretrained (0.6) |' in result.stdout
+  assert 'NPWE d′ ratio' in result.stdout
+  # A PNG states no pixel size: the eye filter's peak is the default's.
+  assert 'unknown' in saved['eye_geometry']
 
 
 def test_cli_calibration_writes_levels_a_workdir_then_uses(tmp_path,

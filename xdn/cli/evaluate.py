@@ -12,7 +12,7 @@ to `--out` (default: the first workdir).
 """
 
 import os
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -114,6 +114,13 @@ def define_flags() -> None:
                        'lesion size and image.')
   flags.DEFINE_float('lesion_d_prime', 2.0, "--task=lesions: each size's "
                      "contrast gives the noisy input this NPW d'.")
+  flags.DEFINE_float('pixel_mm', None, "lesions / fidelity: a pixel's size "
+                     'on the display in mm, for the NPWE observer\'s eye '
+                     "filter. Default: the --folder's DICOM pixel spacing "
+                     '(read life size) where it states one; else unknown, '
+                     'and the eye filter peaks at 0.2 cycles/px.')
+  flags.DEFINE_float('viewing_distance_mm', 500.0, 'lesions / fidelity: the '
+                     "reader's distance from the display, for NPWE.")
   flags.DEFINE_integer('figure_crop', 256, 'Larger images are shown as this '
                        'many pixels square around their centre, at full '
                        'resolution (0: whole).')
@@ -172,6 +179,17 @@ def _baselines() -> List[str]:
     raise errors.UserError(f'--baselines: {e}') from None
 
 
+def _pixel_mm() -> Optional[float]:
+  if FLAGS.pixel_mm is not None:
+    if FLAGS.pixel_mm <= 0:
+      raise errors.UserError(f'--pixel_mm={FLAGS.pixel_mm}: a pixel size in '
+                             'mm must be > 0')
+    return FLAGS.pixel_mm
+  if FLAGS.folder and FLAGS.task in ('lesions', 'fidelity'):
+    return images.folder_pixel_mm(FLAGS.folder)
+  return None
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -213,7 +231,8 @@ def main(argv: Sequence[str]) -> None:
       figure_image=FLAGS.figure_image, figure_crop=FLAGS.figure_crop,
       lesions=tasks.LesionOptions(_numbers('lesion_sizes', ' (pixels)'),
                                   FLAGS.lesions_per_size,
-                                  FLAGS.lesion_d_prime),
+                                  FLAGS.lesion_d_prime, _pixel_mm(),
+                                  FLAGS.viewing_distance_mm),
       calibration_factors=_numbers('calibration_factors'))
   inputs = tasks.Inputs(test.clean, test.data, test.split,
                         tuple(noise_settings), tuple(models),

@@ -26,6 +26,7 @@ import numpy as np
 
 from xdn.evaluation import fidelity as fidelity_report
 from xdn.io import atomic
+from xdn.metrics import observers
 from xdn.noise import estimation as noise_estimation
 from xdn.inference import strength as strength_lib
 
@@ -116,7 +117,9 @@ def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
               apply: Callable[..., np.ndarray], *,
               factors: Sequence[float] = FACTORS,
               sizes: Sequence[float] = (3.0, 5.0, 8.0), per_size: int = 10,
-              target_d_prime: float = 2.0, seed: int = 0) -> Dict[str, Any]:
+              target_d_prime: float = 2.0, seed: int = 0,
+              geometry: observers.EyeGeometry = observers.EyeGeometry()
+              ) -> Dict[str, Any]:
   """Measures `denoiser`'s levels (blind: each noisy image's noise
   estimated, as xdn-denoise does). `apply(denoiser, noisy [H, W], told)`
   denoises one image told the estimate. Levels come per correlation group
@@ -127,7 +130,8 @@ def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
           denoiser.at_strength(f)) for f in factors}
   result = fidelity_report.evaluate_fidelity(
       clean, settings, methods, make_noisy, sizes=sizes, per_size=per_size,
-      target_d_prime=target_d_prime, seed=seed, full=False)
+      target_d_prime=target_d_prime, seed=seed, full=False,
+      geometry=geometry)
   groups: Dict[float, List[str]] = {}
   for setting in settings:
     groups.setdefault(round(float(getattr(setting, 'correlation', 0.0)), 2),

@@ -17,8 +17,10 @@ method (each model at each strength level, and the baselines):
     strong ones): its 50 % and 10 % frequencies;
   * faint round lesions of several sizes (`xdn.metrics.lesions`), each size
     at the contrast where the noisy input's NPW d' is `target_d_prime`:
-    contrast transfer (mean, 10th percentile), NPW and CHO d', and both d'
-    over the input's.
+    contrast transfer (mean, 10th percentile), and the d' of four model
+    observers over the input's: NPW, NPWE (the eye filter of a reader at
+    the stated viewing geometry), CHO, and CHO with internal noise
+    (`xdn.metrics.observers`; the last two track human readers best).
 
 Per image and setting each method runs four times: on x + n1 (the scored
 output), x + n2 (the second realisation), x + lesions + low-contrast discs
@@ -40,6 +42,8 @@ from xdn.metrics import image_quality
 from xdn.metrics import lesions
 from xdn.metrics import observers as task_metrics
 
+# The model observers reported, each as its d' over the noisy input's.
+OBSERVERS = ('npw', 'npwe', 'cho', 'cho_internal')
 # The key index of the second noise realisation of image i is i + SECOND.
 SECOND = 1 << 20
 NPS_ROI = 64
@@ -81,7 +85,9 @@ def evaluate_fidelity(clean: Sequence[np.ndarray], settings: Sequence[Any],
                       disc_radius: float = 12.0,
                       cnr: Tuple[float, float] = (0.5, 5.0),
                       target_d_prime: float = 2.0, seed: int = 0,
-                      full: bool = True) -> Dict[str, Any]:
+                      full: bool = True,
+                      geometry: task_metrics.EyeGeometry = (
+                          task_metrics.EyeGeometry())) -> Dict[str, Any]:
   """The report's figures per (setting, method); see the module docstring.
 
   `clean`: [H, W] images in [0, 1]; `methods`: name -> (noisy, setting) ->
@@ -89,6 +95,7 @@ def evaluate_fidelity(clean: Sequence[np.ndarray], settings: Sequence[Any],
   draw `key_index` (the same draw for any image content). `cnr`: the discs'
   contrast over the input noise std (low, high). `full=False` measures
   PSNR / SSIM and the lesions only (two runs per image; calibration).
+  `geometry`: how the images are read, for the NPWE observer.
   """
   from xdn.metrics import similarity as metrics  # pylint: disable=g-import-not-at-top  # JAX.
   rng = np.random.default_rng(seed)
@@ -140,7 +147,7 @@ def evaluate_fidelity(clean: Sequence[np.ndarray], settings: Sequence[Any],
                                              size)
                  for c, l, w, wo, p in zip(clean, lesion_maps, out_signal,
                                            out1, plans) if p['lesions'][size]]
-        summary = task_metrics.summarise(parts, size)
+        summary = task_metrics.summarise(parts, size, geometry)
         for key, value in summary.items():
           row[f'{key}_{size:g}px'] = value
       if full:
@@ -214,7 +221,7 @@ def _add_ratios(rows: List[Dict[str, Any]], setting: str,
   mine = [r for r in rows if r['setting'] == setting]
   ref = next(r for r in mine if r['method'] == 'noisy input')
   for row in mine:
-    for observer in ('npw', 'cho'):
+    for observer in OBSERVERS:
       ratios = [row[f'{observer}_d_prime_{s:g}px'] /
                 max(ref[f'{observer}_d_prime_{s:g}px'], 1e-12)
                 for s in sizes]
@@ -234,7 +241,8 @@ def markdown(result: Dict[str, Any]) -> str:
   """The summary table: one row per (setting, method)."""
   full = 'noise_std' in result['rows'][0]
   head = ['noise', 'method', 'PSNR / SSIM', 'transfer mean / p10',
-          "NPW d′ ratio", "CHO d′ ratio"]
+          "NPW d′ ratio", "NPWE d′ ratio", "CHO d′ ratio",
+          "CHO + internal noise d′ ratio"]
   if full:
     head += ['noise std (ratio)', 'NPS mean f (ratio)', 'NPS shape RMSD',
              'TTF f50 low / high']
@@ -243,7 +251,7 @@ def markdown(result: Dict[str, Any]) -> str:
   for r in result['rows']:
     cells = [r['setting'], r['method'], f"{r['psnr']:.2f} / {r['ssim']:.3f}",
              f"{r['transfer_mean']:.2f} / {r['transfer_p10']:.2f}",
-             f"{r['npw_ratio']:.2f}", f"{r['cho_ratio']:.2f}"]
+             *(f"{r[f'{o}_ratio']:.2f}" for o in OBSERVERS)]
     if full:
       cells += [f"{r['noise_std']:.2f} ({r['noise_std_ratio']:.2f})",
                 f"{r['nps_mean_frequency']:.3f} "

@@ -53,6 +53,20 @@ def folder_images(path: str, split: str, limit: int = 0,
   return images
 
 
+def folder_pixel_mm(path: str, most: int = 20) -> Optional[float]:
+  """The median pixel spacing (mm) the DICOM files of a folder state (the
+  first `most` of them); None where none states one."""
+  from xdn.data import folder  # pylint: disable=g-import-not-at-top
+  spacings = []
+  for relative in folder.list_files(path):
+    if len(spacings) >= most:
+      break
+    spacing = radiograph_io.pixel_spacing_mm(os.path.join(path, relative))
+    if spacing:
+      spacings.append(spacing)
+  return float(np.median(spacings)) if spacings else None
+
+
 def from_folder(path: str, split: Optional[str] = None, limit: int = 0,
                 split_fractions: str = '0.8,0.1,0.1') -> TestImages:
   """A folder's split (default 'test'); see `folder_images`."""

@@ -60,12 +60,15 @@ def evaluate_lesions(clean: Sequence[np.ndarray], settings: Sequence[Any],
                      make_noisy: Callable[[np.ndarray, Any, int], np.ndarray],
                      *, sizes: Sequence[float] = (3.0, 5.0, 8.0),
                      per_size: int = 8, target_d_prime: float = 2.0,
-                     seed: int = 0) -> Dict[str, Any]:
+                     seed: int = 0,
+                     geometry: task_metrics.EyeGeometry = (
+                         task_metrics.EyeGeometry())) -> Dict[str, Any]:
   """Lesion-fidelity figures per (setting, size, method).
 
   `clean`: [H, W] images in [0, 1]; `methods`: name -> (noisy [H, W],
   setting) -> denoised; `make_noisy(image, setting, index)` the setting's
-  noise for image `index` (the same draw for any image content).
+  noise for image `index` (the same draw for any image content);
+  `geometry`: how the images are read, for the NPWE observer.
   """
   rng = np.random.default_rng(seed)
   plans = [plan_sites(c, sizes, per_size, rng) for c in clean]
@@ -104,7 +107,7 @@ def evaluate_lesions(clean: Sequence[np.ndarray], settings: Sequence[Any],
                  for c, l, w, wo, plan in zip(clean, lesion_maps, with_l,
                                               without_l, plans)
                  if plan[size]]
-        summary = task_metrics.summarise(parts, size)
+        summary = task_metrics.summarise(parts, size, geometry)
         rows.append({'setting': setting.label, 'size_px': size,
                      'contrast': contrasts[size], 'method': name, **summary})
     first = next((s for s in sizes if plans[0][s]), None)
@@ -125,11 +128,14 @@ def evaluate_lesions(clean: Sequence[np.ndarray], settings: Sequence[Any],
 def markdown(result: Dict[str, Any]) -> str:
   """One table: rows setting x size, per method transfer and d'."""
   lines = ['| noise | lesion std (px) | method | contrast transfer mean / '
-           'p10 | NPW d\u2032 | CHO d\u2032 |', '|---|---|---|---|---|---|']
+           'p10 | NPW d\u2032 | NPWE d\u2032 | CHO d\u2032 | CHO + internal '
+           'noise d\u2032 |', '|---|---|---|---|---|---|---|---|']
   for r in result['rows']:
     lines.append(f"| {r['setting']} | {r['size_px']:g} | {r['method']} | "
                  f"{r['transfer_mean']:.2f} / {r['transfer_p10']:.2f} | "
-                 f"{r['npw_d_prime']:.2f} | {r['cho_d_prime']:.2f} |")
+                 f"{r['npw_d_prime']:.2f} | {r['npwe_d_prime']:.2f} | "
+                 f"{r['cho_d_prime']:.2f} | "
+                 f"{r['cho_internal_d_prime']:.2f} |")
   return '\n'.join(lines) + '\n'
 
 

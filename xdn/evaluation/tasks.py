@@ -27,6 +27,7 @@ from xdn.evaluation import lesions
 from xdn.evaluation import methods
 from xdn.evaluation import psnr_table
 from xdn.evaluation import settings as settings_lib
+from xdn.metrics import observers
 from xdn.noise import synthetic as noise
 
 
@@ -49,6 +50,14 @@ class LesionOptions:
   per_size: int = 8  # Sites per size and image.
   d_prime: float = 2.0  # Each size's contrast gives the noisy input this
   # NPW d'.
+  # How the images are read, for the NPWE observer's eye filter: a pixel's
+  # size on the display (None: unknown) and the viewing distance.
+  pixel_mm: Optional[float] = None
+  viewing_distance_mm: float = 500.0
+
+  @property
+  def geometry(self) -> observers.EyeGeometry:
+    return observers.EyeGeometry(self.pixel_mm, self.viewing_distance_mm)
 
   def check(self) -> None:
     if not self.sizes or min(self.sizes) <= 0 or self.per_size < 2:
@@ -104,6 +113,12 @@ def run(name: str, inputs: Inputs, options: Options) -> str:
 def _meta(inputs: Inputs, options: Options) -> Dict[str, Any]:
   return {'data': inputs.data, 'split': inputs.split,
           'num_images': len(inputs.clean), 'seed': options.seed}
+
+
+def _task_meta(inputs: Inputs, options: Options) -> Dict[str, Any]:
+  """`_meta` and the viewing geometry the NPWE observer assumed."""
+  return {**_meta(inputs, options),
+          'eye_geometry': options.lesions.geometry.describe()}
 
 
 def _images_2d(inputs: Inputs):
@@ -162,8 +177,9 @@ def lesion_fidelity(inputs: Inputs, options: Options) -> str:
       methods.image_methods(columns, inputs.baselines, options.read_noise),
       _make_noisy(options), sizes=options.lesions.sizes,
       per_size=options.lesions.per_size,
-      target_d_prime=options.lesions.d_prime, seed=options.seed)
-  return lesions.write(inputs.out_dir, result, _meta(inputs, options))
+      target_d_prime=options.lesions.d_prime, seed=options.seed,
+      geometry=options.lesions.geometry)
+  return lesions.write(inputs.out_dir, result, _task_meta(inputs, options))
 
 
 @register('fidelity')
@@ -179,8 +195,9 @@ def fidelity_report(inputs: Inputs, options: Options) -> str:
       methods.image_methods(columns, inputs.baselines, options.read_noise),
       _make_noisy(options), sizes=options.lesions.sizes,
       per_size=options.lesions.per_size,
-      target_d_prime=options.lesions.d_prime, seed=options.seed)
-  meta = {**_meta(inputs, options),
+      target_d_prime=options.lesions.d_prime, seed=options.seed,
+      geometry=options.lesions.geometry)
+  meta = {**_task_meta(inputs, options),
           'strengths': {c.name: getattr(c.denoiser, 'strength_label', '')
                         for c in columns}}
   table = fidelity.write(inputs.out_dir, result, meta)
@@ -212,8 +229,9 @@ def calibrate(inputs: Inputs, options: Options) -> str:
                                              told)[0, ..., 0],
       factors=factors, sizes=options.lesions.sizes,
       per_size=options.lesions.per_size,
-      target_d_prime=options.lesions.d_prime, seed=options.seed)
-  meta = {**_meta(inputs, options), 'model': model.label,
+      target_d_prime=options.lesions.d_prime, seed=options.seed,
+      geometry=options.lesions.geometry)
+  meta = {**_task_meta(inputs, options), 'model': model.label,
           'step': model.denoiser.step,
           'settings': [s.label for s in inputs.settings]}
   table = calibration.write(inputs.out_dir, result, meta)

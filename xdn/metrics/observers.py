@@ -202,10 +202,13 @@ def lesion_figures(clean: np.ndarray, lesion: np.ndarray,
   }
 
 
-def summarise(parts: Sequence[Dict[str, np.ndarray]], size: float
+def summarise(parts: Sequence[Dict[str, np.ndarray]], size: float,
+              geometry: EyeGeometry = EyeGeometry(),
+              internal_noise: float = DEFAULT_INTERNAL_NOISE
               ) -> Dict[str, float]:
-  """Contrast transfer (mean, 10th percentile), NPW d' and CHO d' over the
-  ROIs of `lesion_figures` gathered from several images."""
+  """Contrast transfer (mean, 10th percentile), NPW, NPWE (read as
+  `geometry` says), CHO and CHO-with-internal-noise d' over the ROIs of
+  `lesion_figures` gathered from several images."""
   cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
   transfer = contrast_transfer(cat['with'], cat['without'], cat['lesion'])
   present = cat['with'] - cat['clean']
@@ -218,5 +221,8 @@ def summarise(parts: Sequence[Dict[str, np.ndarray]], size: float
       'transfer_p10': float(np.percentile(transfer, 10)),
       'npw_d_prime': npw_d_prime(present, absent, template),
       'cho_d_prime': cho_d_prime(present, absent, channels),
+      'npwe_d_prime': npwe_d_prime(present, absent, template, geometry),
+      'cho_internal_d_prime': cho_d_prime(present, absent, channels,
+                                          internal_noise),
       'sites': int(len(transfer)),
   }

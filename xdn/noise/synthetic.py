@@ -110,8 +110,8 @@ NOISE_KINDS: Dict[str, Callable[..., Array]] = {
     'salt_and_pepper': add_salt_and_pepper_noise,
     'speckle': add_speckle_noise,
     'none': no_noise,
-    # New kinds go last, so the others keep their index (xdn.cli.evaluate's
-    # noise keys).
+    # New kinds go last, so the others keep their index (the noise keys of
+    # xdn.evaluation.settings).
     'correlated_gaussian': noise_physics.add_correlated_gaussian_noise,
     'xray': noise_physics.add_xray_noise,
 }
