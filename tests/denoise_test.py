@@ -20,7 +20,7 @@ from xdn.workdir import checkpoints
 from xdn import errors
 from xdn import models
 from xdn.workdir import state as state_lib
-from xdn.inference import folder
+from xdn.inference import folder as folder_lib
 from xdn.inference import tiling
 from xdn.inference import told
 
@@ -103,8 +103,8 @@ def test_png_round_trip_keeps_shape_dtype_and_values(tmp_path, dtype, top):
   pixels = gradient(37, 53, top).astype(dtype)
   Image.fromarray(pixels).save(tmp_path / 'in.png')
   fake = FakeDenoiser()
-  assert folder.denoise_files(fake, [str(tmp_path / 'in.png')],
-                               str(tmp_path / 'out')) == 0
+  assert folder_lib.denoise_files(fake, [str(tmp_path / 'in.png')],
+                                  str(tmp_path / 'out')) == 0
   out = np.asarray(Image.open(tmp_path / 'out' / 'in.png'))
   assert out.shape == pixels.shape and out.dtype == dtype
   np.testing.assert_array_equal(out, pixels)  # The identity model.
@@ -117,9 +117,9 @@ def test_rgb_jpeg_becomes_a_grayscale_8bit_png(tmp_path):
   gray = gradient(40, 30, 255).astype(np.uint8)
   Image.fromarray(np.stack([gray] * 3, -1)).save(tmp_path / 'x.jpg',
                                                  quality=95)
-  assert folder.denoise_files(FakeDenoiser(box_blur),
-                               [str(tmp_path / 'x.jpg')],
-                               str(tmp_path / 'out')) == 0
+  assert folder_lib.denoise_files(FakeDenoiser(box_blur),
+                                  [str(tmp_path / 'x.jpg')],
+                                  str(tmp_path / 'out')) == 0
   assert not os.path.exists(tmp_path / 'out' / 'x.jpg')
   out = np.asarray(Image.open(tmp_path / 'out' / 'x.png'))
   assert out.shape == gray.shape and out.dtype == np.uint8
@@ -140,8 +140,8 @@ def test_dicom_round_trip(tmp_path, photometric, bits, dtype, slope,
   raw = raw.astype(dtype)
   write_dicom(tmp_path / 'in.dcm', raw, photometric, bits, slope, intercept)
   fake = FakeDenoiser()
-  assert folder.denoise_files(fake, [str(tmp_path / 'in.dcm')],
-                               str(tmp_path / 'out')) == 0
+  assert folder_lib.denoise_files(fake, [str(tmp_path / 'in.dcm')],
+                                  str(tmp_path / 'out')) == 0
   source = pydicom.dcmread(tmp_path / 'in.dcm')
   result = pydicom.dcmread(tmp_path / 'out' / 'in.dcm')
   assert result.pixel_array.shape == raw.shape
@@ -171,8 +171,8 @@ def test_dicom_changes_reach_the_pixels_monochrome1(tmp_path):
   # A model that brightens (in MONOCHROME2 terms) must lower MONOCHROME1
   # stored values.
   brighten = FakeDenoiser(lambda x: x + 0.1)
-  folder.denoise_files(brighten, [str(tmp_path / 'a.dcm')],
-                        str(tmp_path / 'out'))
+  folder_lib.denoise_files(brighten, [str(tmp_path / 'a.dcm')],
+                           str(tmp_path / 'out'))
   out = pydicom.dcmread(tmp_path / 'out' / 'a.dcm').pixel_array.astype(int)
   inside = (raw > 500)
   np.testing.assert_allclose((raw.astype(int) - out)[inside], 410, atol=1)
@@ -244,8 +244,8 @@ def test_unreadable_file_is_reported_not_fatal(tmp_path, caplog):
       folder / 'sub' / 'b.png')
   (folder / 'notes.txt').write_text('not an image, skipped')
   with caplog.at_level('ERROR'):
-    failed = folder.denoise_files(FakeDenoiser(), [str(folder)],
-                                   str(tmp_path / 'out'))
+    failed = folder_lib.denoise_files(FakeDenoiser(), [str(folder)],
+                                      str(tmp_path / 'out'))
   assert failed == 2
   assert os.path.exists(tmp_path / 'out' / 'a.png')
   assert os.path.exists(tmp_path / 'out' / 'sub' / 'b.png')
@@ -261,24 +261,24 @@ def test_never_overwrites_inputs_and_asks_before_outputs(tmp_path):
   before = (tmp_path / 'a.png').read_bytes()
   invert = FakeDenoiser(lambda x: 1 - x)
   # --out is the input's folder: refused even with --overwrite.
-  assert folder.denoise_files(invert, [str(tmp_path / 'a.png')],
-                               str(tmp_path), overwrite=True) == 1
+  assert folder_lib.denoise_files(invert, [str(tmp_path / 'a.png')],
+                                  str(tmp_path), overwrite=True) == 1
   assert (tmp_path / 'a.png').read_bytes() == before
   out = tmp_path / 'out'
-  assert folder.denoise_files(invert, [str(tmp_path / 'a.png')],
-                               str(out)) == 0
+  assert folder_lib.denoise_files(invert, [str(tmp_path / 'a.png')],
+                                  str(out)) == 0
   first = (out / 'a.png').read_bytes()
-  assert folder.denoise_files(FakeDenoiser(), [str(tmp_path / 'a.png')],
-                               str(out)) == 1  # Exists, no --overwrite.
+  assert folder_lib.denoise_files(FakeDenoiser(), [str(tmp_path / 'a.png')],
+                                  str(out)) == 1  # Exists, no --overwrite.
   assert (out / 'a.png').read_bytes() == first
-  assert folder.denoise_files(FakeDenoiser(), [str(tmp_path / 'a.png')],
-                               str(out), overwrite=True) == 0
+  assert folder_lib.denoise_files(FakeDenoiser(), [str(tmp_path / 'a.png')],
+                                  str(out), overwrite=True) == 0
   assert (out / 'a.png').read_bytes() != first
 
 
 def test_missing_input_is_reported(tmp_path):
-  assert folder.denoise_files(FakeDenoiser(), [str(tmp_path / 'nope.png')],
-                               str(tmp_path / 'out')) == 1
+  assert folder_lib.denoise_files(
+      FakeDenoiser(), [str(tmp_path / 'nope.png')], str(tmp_path / 'out')) == 1
 
 
 def test_cli_end_to_end(tmp_path):
@@ -379,8 +379,8 @@ def test_overlapped_folder_equals_one_file_after_the_other(tmp_path, caplog):
         folder / f'{i}.png')
   (folder / '1b.png').write_bytes(b'\x89PNG\r\n\x1a\ncut short')
   with caplog.at_level('INFO'):
-    failed = folder.denoise_files(FakeDenoiser(box_blur), [str(folder)],
-                                   str(tmp_path / 'out'))
+    failed = folder_lib.denoise_files(FakeDenoiser(box_blur), [str(folder)],
+                                      str(tmp_path / 'out'))
   assert failed == 1
   progress = [r.getMessage() for r in caplog.records
               if r.getMessage().startswith('[')]
@@ -393,7 +393,7 @@ def test_overlapped_folder_equals_one_file_after_the_other(tmp_path, caplog):
   assert '1b.png' in lines[2] and names.index('1b.png') == 2
   for i in range(len(sizes)):
     one = tmp_path / f'one{i}'
-    folder.denoise_one_file(FakeDenoiser(box_blur), str(folder / f'{i}.png'),
-                             f'{i}.png', str(one))
+    folder_lib.denoise_one_file(FakeDenoiser(box_blur),
+                                str(folder / f'{i}.png'), f'{i}.png', str(one))
     assert (one / f'{i}.png').read_bytes() == (
         tmp_path / 'out' / f'{i}.png').read_bytes()

@@ -130,7 +130,8 @@ class XdnModelHandler(base.ModelHandler[np.ndarray, base.PredictionResult,
     max_batch_size: images per RunInference batch (BatchElements).
     share_across_processes: one model per machine; None: when an
       accelerator plugin is installed.
-    compile_cache: JAX's persistent compilation cache (`xdn.runtime.compile_cache`).
+    compile_cache: JAX's persistent compilation cache
+      (`xdn.runtime.compile_cache`).
   """
 
   def __init__(self, model: str = 'pretrained', *, precision: str = 'auto',

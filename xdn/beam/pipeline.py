@@ -59,7 +59,6 @@ from apache_beam.ml.inference import base
 from apache_beam.options import pipeline_options
 import numpy as np
 
-from xdn.cli import denoise as denoise_cli
 from xdn import errors
 from xdn.io import atomic
 from xdn.io import images as image_io
@@ -69,6 +68,7 @@ from xdn.inference import outputs
 from xdn import pretrained
 from xdn.io import radiographs as radiograph_io
 from xdn.inference import strength as strength_lib
+from xdn.inference import told
 from xdn.beam import handler as handler_lib
 
 RESULTS = 'xdn_results'  # .csv in --output
@@ -477,7 +477,10 @@ def check_options(options: XdnOptions) -> Tuple[Settings, str, bool]:
 
 def build_handler(options: XdnOptions) -> handler_lib.XdnModelHandler:
   """The model handler the options describe."""
-  noise_level = denoise_cli.parse_noise(options.noise, options.read_noise)
+  try:
+    noise_level = told.parse_noise(options.noise, options.read_noise)
+  except errors.UserError as e:
+    raise errors.UserError(f'--noise: {e}') from None
   strength = (strength_lib.parse(options.strength)
               if options.strength is not None else None)
   return handler_lib.XdnModelHandler(

@@ -11,8 +11,8 @@ output, cropped back, is what the image alone gives (up to float rounding,
 tests/size_buckets_test.py). An image whose size is a bucket's own (1024,
 1536, 2048 ...) is computed as it is, without masks. A folder of
 radiographs from 512^2 to 3000^2 then compiles a few programs, and the
-persistent compilation cache (`xdn.runtime.compile_cache`) keeps them for the next
-run.
+persistent compilation cache (`xdn.runtime.compile_cache`) keeps them for
+the next run.
 
 `pad` takes [B, H, W, C] numpy arrays; pixels outside the image
 are the model's own padding (reflect to the size multiple, as the U-Net

@@ -7,7 +7,9 @@ MAX_WHOLE_PIXELS whole (padded into a size bucket where it can,
 `xdn.inference.size_buckets`), larger ones in TILE-pixel tiles; a model
 made for a fixed size (the seed models) sees tiles of that size. It takes
 any callable [B, H, W, 1] -> [B, H, W, 1] with `models.Capabilities`
-(`xdn.inference.Denoiser`'s), or a plain one (tests' stand-ins).
+(`xdn.inference.Denoiser`'s), or a plain one (tests' stand-ins); one that
+declares `takes_valid` also has the Denoiser's `bucketed` and
+`bucket_steps`.
 """
 
 from typing import Any, List, Optional, Tuple
