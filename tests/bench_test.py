@@ -5,7 +5,7 @@ import json
 import pytest
 
 from xdn import bench
-from xdn.bench import __main__ as bench_main
+from xdn.cli import bench as bench_cli
 from xdn.bench import keras_reference
 
 
@@ -53,4 +53,4 @@ def test_keras_autoencoder_matches_seed_parameter_count():
 
 
 def test_entry_point_exists():
-  assert callable(bench_main.run)
+  assert callable(bench_cli.run)

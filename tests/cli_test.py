@@ -77,6 +77,10 @@ def test_old_flag_names_still_work(tmp_path):
               'a.png'], cwd=str(tmp_path))
   assert out.returncode == 0, out.stderr[-2000:]
   assert (tmp_path / 'den' / 'a.png').exists()
+  # On the slow path (jax < 0.11: Python 3.11) it says so, in one line.
+  from xdn.runtime import fast_path  # pylint: disable=g-import-not-at-top
+  assert ('slow path:' in out.stderr) == (
+      fast_path.slow_path_note() is not None), out.stderr[-2000:]
 
 
 _BLOCK = '''

@@ -9,6 +9,8 @@ from PIL import Image
 import pytest
 
 from xdn import errors
+from xdn import models
+from xdn.models import conditioning
 from xdn.evaluation import baselines
 from xdn.evaluation import cache
 from xdn.evaluation import images
@@ -21,10 +23,11 @@ from tests.evaluation_settings_test import clean_images
 
 class FakeNoiseMapDenoiser(FakeDenoiser):
   """A fake model with a noise-level input: it has strengths."""
-  takes_noise_map = True
 
   def __init__(self, name: str, strength=None):
     super().__init__(name=name)
+    self.capabilities = models.Capabilities(
+        told=conditioning.Conditioning(noise_map=True))
     self.strength_label = strength
 
   def at_strength(self, strength):

@@ -113,7 +113,7 @@ def test_cli_calibration_writes_levels_a_workdir_then_uses(tmp_path,
     assert [row['factor'] for row in saved['curves']['0']] == [0.5, 1.0]
     assert [rho for rho, _ in saved['levels']['medium']] == [0.0, 0.5]
   assert 'Levels:' in result.stdout
-  from xdn.inference import denoiser as inference  # pylint: disable=g-import-not-at-top
+  from xdn import inference  # pylint: disable=g-import-not-at-top
   denoiser = inference.load(workdir, strength='medium')
   assert denoiser.strength_factor == saved['levels']['medium'][0][1]
   bad = _evaluate('--task=calibrate', f'--workdir={workdir}',

@@ -42,7 +42,7 @@ def test_an_unknown_flag_is_never_set():
     env = {k: v for k, v in os.environ.items()
            if k not in ('XLA_FLAGS', 'XDN_KEEP_XLA_FLAGS')}
     out = subprocess.run(
-        [sys.executable, '-c', 'from xdn import xla_flags; '
+        [sys.executable, '-c', 'from xdn.runtime import xla_flags; '
          'print(xla_flags.configure_xla_cpu())'], cwd=REPO, env=env,
         capture_output=True, text=True, timeout=120).stdout
     assert xla_flags.flag_name(flag) not in out
@@ -54,7 +54,7 @@ def test_configure_in_a_fresh_process_starts_jax(tmp_path):
   env = {k: v for k, v in os.environ.items()
          if k not in ('XLA_FLAGS', 'XDN_KEEP_XLA_FLAGS')}
   env['XLA_FLAGS'] = '--xla_cpu_experimental_ynn_fusion_type=eltwise'
-  code = ('import os; from xdn import xla_flags; '
+  code = ('import os; from xdn.runtime import xla_flags; '
           'added = xla_flags.configure_xla_cpu(); import jax.numpy as jnp; '
           'print(float(jnp.ones(4).sum()), os.environ["XLA_FLAGS"])')
   result = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env,
@@ -73,7 +73,7 @@ def test_training_leaves_the_onednn_custom_call_out():
   added = {}
   for training in (False, True):
     added[training] = subprocess.run(
-        [sys.executable, '-c', 'from xdn import xla_flags; '
+        [sys.executable, '-c', 'from xdn.runtime import xla_flags; '
          f'print(xla_flags.configure_xla_cpu(training={training}))'],
         cwd=REPO, env=env, capture_output=True, text=True,
         timeout=120).stdout

@@ -62,7 +62,7 @@ import numpy as np
 from xdn import errors
 from xdn.io import atomic
 from xdn.io import images as image_io
-from xdn.inference import denoiser as inference
+from xdn import inference
 from xdn.noise import synthetic as noise
 from xdn.inference import outputs
 from xdn import pretrained

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xdn.inference import denoiser as inference
+from xdn import inference
 from xdn.noise import synthetic as noise
 from xdn.noise import estimation as noise_estimation
 from xdn.runtime import xla_flags

@@ -202,13 +202,17 @@ def main(argv: Sequence[str]) -> None:
     inputs = [examples.EXAMPLE]
   if not inputs:
     raise app.UsageError('name the input files or folders, e.g. '
-                         'xdn-denoise --out=DIR scan.png')
+                         'xdn-denoise --output=DIR scan.png')
   if not FLAGS.output:
     raise app.UsageError('--output (or --out) is required: the folder for '
                          'the results')
   if FLAGS.size_buckets < 0:
     raise app.UsageError('--size_buckets must be >= 0 (0: no buckets)')
   noise_level = _noise_flag()  # A bad spec fails before loading the model.
+  from xdn.runtime import fast_path  # pylint: disable=g-import-not-at-top
+  note = fast_path.slow_path_note()
+  if note:
+    logging.info(note)
   denoiser = load_model()
   noise_level = _told_noise(denoiser, noise_level)
   if FLAGS.adapt:

@@ -9,8 +9,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from absl import logging
 import numpy as np
 
+from xdn import models as models_lib
 from xdn.evaluation import baselines
-from xdn.inference import denoiser as inference
+from xdn import inference
 from xdn.noise import estimation as noise_estimation
 from xdn.noise import synthetic as noise
 
@@ -81,7 +82,7 @@ def columns(models: Sequence[Model], strengths: Optional[Sequence[str]]
   out = []
   for model in models:
     denoiser = model.denoiser
-    if not getattr(denoiser, 'takes_noise_map', False):
+    if not models_lib.capabilities_of(denoiser).takes_noise_map:
       out.append(Column(model.label, denoiser, model))
       continue
     wanted = strengths
@@ -107,7 +108,7 @@ def apply_model(denoiser, noisy: np.ndarray,
   input estimates each image's noise unless `told` it. Small images go
   through in batches, large ones one by one (whole or in tiles).
   """
-  fixed = getattr(denoiser, 'fixed_size', None)
+  fixed = models_lib.capabilities_of(denoiser).fixed_size
   small = fixed is None and noisy.shape[1] * noisy.shape[2] <= 256 * 256
   if small or noisy.shape[1:3] == (fixed, fixed):
     return np.asarray(denoiser(noisy) if told is None else

@@ -20,6 +20,7 @@ from absl import logging
 import numpy as np
 
 from xdn import errors
+from xdn import models as models_lib
 from xdn.evaluation import baselines
 from xdn.evaluation import calibration
 from xdn.evaluation import fidelity
@@ -214,7 +215,7 @@ def calibrate(inputs: Inputs, options: Options) -> str:
   if not inputs.models:
     raise errors.UserError('calibration needs a model: name one')
   model = inputs.models[0]
-  if not getattr(model.denoiser, 'takes_noise_map', False):
+  if not models_lib.capabilities_of(model.denoiser).takes_noise_map:
     raise errors.UserError(f'model {model.label!r} takes no noise level: it '
                            'has no strength levels to calibrate')
   factors = sorted(set(options.calibration_factors))

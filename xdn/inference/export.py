@@ -8,7 +8,7 @@ import os
 from absl import logging
 
 from xdn import pretrained
-from xdn.inference import denoiser as inference
+from xdn.inference import denoiser as denoiser_lib
 from xdn.inference import strength
 
 
@@ -18,12 +18,12 @@ def export(workdir: str, out_dir: str, which: str = 'best', *,
   """Saves `workdir`'s model (float16) and config to `out_dir`.
 
   The config's `inference` section records what was measured about the
-  model (see `xdn.inference.denoiser.Denoiser`): its training targets' own noise
+  model (see `xdn.inference.Denoiser`): its training targets' own noise
   std, the PSNR cost of bfloat16 (< 0: not measured; then
   precision='auto' stays float32) and its strength levels, when the
   workdir was calibrated (`xdn-evaluate --task=calibrate`).
   """
-  denoiser = inference.load_denoiser(workdir, which, strength='full')
+  denoiser = denoiser_lib.load_denoiser(workdir, which, strength='full')
   config = denoiser.config.copy_and_resolve_references()
   config.data.manual_dir = '/path/to/nih1024/images'  # Placeholder.
   levels = strength.calibrated_levels(config.get('inference', {}))
@@ -37,7 +37,7 @@ def export(workdir: str, out_dir: str, which: str = 'best', *,
     else:
       logging.warning('%s has no calibrated strength levels: the exported '
                       "model will default to 'full' (calibrate with "
-                      'xdn-evaluate --task=calibrate)', workdir)
+                      "xdn-evaluate's calibrate task)", workdir)
   path = pretrained.save(out_dir, config, denoiser.variables['params'],
                          denoiser.step,
                          os.path.basename(os.path.normpath(workdir)))

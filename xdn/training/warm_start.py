@@ -51,7 +51,7 @@ def load(init: str) -> Optional[Init]:
     model_config, variables = pretrained.load()[:2]  # (config, variables, step)
   elif os.path.isdir(init):
     # Imported here: inference builds on the training state, not the reverse.
-    from xdn.inference import denoiser as inference  # pylint: disable=g-import-not-at-top
+    from xdn import inference  # pylint: disable=g-import-not-at-top
     denoiser = inference.load_denoiser(init)
     model_config, variables = denoiser.config, denoiser.variables
   else:
