@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from xdn import inference
-from xdn import pretrained
 from xdn.inference import adaptation
-from xdn.noise import synthetic as noise
-from xdn.noise import physics as noise_physics
-from xdn.noise import texture as noise_texture
 from xdn.io import radiographs as radiograph_io
+from xdn.noise import physics as noise_physics
+from xdn.noise import synthetic as noise
+from xdn.noise import texture as noise_texture
+from xdn import pretrained
 from tests.noise_estimation_test import _nih_like
 
 
@@ -87,6 +87,7 @@ def test_recorruption_has_the_std_map_and_the_kernels_texture():
   assert rho == pytest.approx(0.5, abs=0.1)
 
 
+@pytest.mark.slow  # CI runs it on the newest Python (pytest -m slow).
 def test_criterion_ranks_models_as_the_true_psnr(denoiser):
   # From noisy data alone: worse weights (the shipped ones perturbed more
   # and more) get a higher held-out R2R error, as they get a lower PSNR.
@@ -111,6 +112,7 @@ def test_criterion_ranks_models_as_the_true_psnr(denoiser):
       psnrs, errors)
 
 
+@pytest.mark.slow  # CI runs it on the newest Python (pytest -m slow).
 def test_nothing_better_keeps_the_starting_weights(denoiser):
   # A step size that wrecks the weights: no checkpoint may replace them.
   noisy = [_correlated(_small(0), 20, 0.3, 0)]

@@ -13,10 +13,10 @@ beam = pytest.importorskip('apache_beam')
 from apache_beam.ml.inference import base
 from apache_beam.testing import util as beam_testing
 
+from xdn.beam import handler as handler_lib
 from xdn import errors
 from xdn import inference
 from xdn.noise import estimation as noise_estimation
-from xdn.beam import handler as handler_lib
 
 
 def _image(h: int, w: int, seed: int) -> np.ndarray:

@@ -27,12 +27,12 @@ import pytest
 pytest.importorskip('apache_beam')
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from tests import dicom_fixtures as df
+from xdn.beam import pipeline
 from xdn import errors
+from xdn.inference import outputs
 from xdn.io import atomic
 from xdn.io import images as image_io
-from xdn.inference import outputs
 from xdn.io import radiographs as radiograph_io
-from xdn.beam import pipeline
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MULTI = ['--direct_running_mode=multi_processing', '--direct_num_workers=2']

@@ -5,10 +5,11 @@ import json
 import pytest
 
 from xdn import bench
-from xdn.cli import bench as bench_cli
 from xdn.bench import keras_reference
+from xdn.cli import bench as bench_cli
 
 
+@pytest.mark.slow  # CI runs it on the newest Python (pytest -m slow).
 def test_benchmark_tiny_step_with_reference(sample_data_dir):
   results = bench.benchmark(['autoencoder'], batch_size=2, repeats=1,
                             warmup=0, pipeline_steps=1, reference=True,
@@ -41,7 +42,8 @@ def test_bench_configs_are_the_quick_variants():
     assert config.num_train_steps == 800
 
 
-@pytest.mark.parametrize('name', ['vae', 'unet'])
+@pytest.mark.parametrize('name', [
+    'vae', pytest.param('unet', marks=pytest.mark.slow)])  # CI: -m slow.
 def test_keras_references_run(name):
   size = 64 if name == 'vae' else 16  # The U-Net takes any size.
   assert keras_reference.train_images_per_second(

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from xdn.runtime import compile_cache
 from xdn.io import images as image_io
+from xdn.runtime import compile_cache
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

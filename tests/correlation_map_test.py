@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import pytest
 
 from tests.train_test import batch_of, make_config, make_state, run_steps
 from xdn.noise import synthetic as noise
@@ -107,6 +108,7 @@ def test_strength_map_starts_as_v2_and_is_told_apart_from_the_noise():
       images, 0.0, 0.01, 0.0, scale=1.5, strength=1.0)), atol=1e-5)
 
 
+@pytest.mark.slow  # CI runs it on the newest Python (pytest -m slow).
 def test_fidelity_branch_is_the_base_at_full_strength_and_alone_trains():
   """v3: the base (a v2) never sees the strength; the branch's output is
   added times (1 - s), so at full strength the model is its base; with

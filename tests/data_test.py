@@ -11,9 +11,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 import xdn.data  # pylint: disable=unused-import  # Registers the builders.
-from xdn.io import images as image_io
-from xdn.data import patient_split
 from xdn.data.chest_xray import kaggle_files
+from xdn.data import patient_split
+from xdn.io import images as image_io
 from tests import data_fixtures
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -16,13 +16,13 @@ from scipy import ndimage
 
 from xdn.configs import default
 from tests import dicom_fixtures
-from xdn.workdir import checkpoints
 from xdn import errors
-from xdn import models
-from xdn.workdir import state as state_lib
 from xdn.inference import folder as folder_lib
 from xdn.inference import tiling
 from xdn.inference import told
+from xdn import models
+from xdn.workdir import checkpoints
+from xdn.workdir import state as state_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

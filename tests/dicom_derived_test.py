@@ -14,11 +14,11 @@ import pytest
 
 import xdn
 from tests import dicom_fixtures as df
-from xdn import models
 from xdn.inference import folder as denoise
-from xdn.models.conditioning import Conditioning
 from xdn.inference import outputs
 from xdn.io import radiographs as radiograph_io
+from xdn import models
+from xdn.models.conditioning import Conditioning
 from xdn.noise.estimation import known_noise
 
 STUDY = uid.generate_uid()

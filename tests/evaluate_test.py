@@ -12,8 +12,8 @@ from PIL import Image
 import pytest
 from scipy import stats
 
-from xdn.configs import default
 from xdn.cli import evaluate
+from xdn.configs import default
 from xdn.data import pipeline
 from xdn.evaluation import psnr_table
 from tests.denoise_test import make_workdir

@@ -9,14 +9,14 @@ from PIL import Image
 import pytest
 
 from xdn import errors
-from xdn import models
-from xdn.models import conditioning
 from xdn.evaluation import baselines
 from xdn.evaluation import cache
 from xdn.evaluation import images
 from xdn.evaluation import methods
 from xdn.evaluation import settings
 from xdn.evaluation import tasks
+from xdn import models
+from xdn.models import conditioning
 from tests.denoise_test import FakeDenoiser
 from tests.evaluation_settings_test import clean_images
 

@@ -42,15 +42,15 @@ from xdn.configs import default
 from tests import data_fixtures
 from tests import reliability_utils as ru
 from tests.reliability_utils import compile_cache  # pylint: disable=unused-import  # Fixture.
-from xdn.workdir import checkpoints
-from xdn.inference import folder as denoise
-from xdn import errors
-from xdn.io import radiographs as radiograph_io
-from xdn.io import images as image_io
-from xdn import models
-from xdn.workdir import state as state_lib
-from xdn.training import train
 from xdn.data import pipeline
+from xdn import errors
+from xdn.inference import folder as denoise
+from xdn.io import images as image_io
+from xdn.io import radiographs as radiograph_io
+from xdn import models
+from xdn.training import train
+from xdn.workdir import checkpoints
+from xdn.workdir import state as state_lib
 
 
 def small_config(data_dir: str = '', **fields):

@@ -11,10 +11,10 @@ from xdn.configs import default
 from xdn import errors
 from xdn.losses import fidelity as fidelity_loss
 from xdn import models
-from xdn.noise import synthetic as noise
 from xdn.noise import physics as noise_physics
-from xdn.workdir import state as state_lib
+from xdn.noise import synthetic as noise
 from xdn.training import train
+from xdn.workdir import state as state_lib
 
 
 def _fidelity_config(**fields):
@@ -124,6 +124,7 @@ def test_xray_images_are_told_their_own_law_when_asked():
   assert 3 < told.sum() < 40  # Some X-ray images told their law.
 
 
+@pytest.mark.slow  # CI runs it on the newest Python (pytest -m slow).
 def test_a_fidelity_train_step_runs_and_logs_its_terms():
   config = default.get_config()
   config.model = default.model_config('unet', depth=2, base_width=4,

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from xdn import examples
 from xdn.evaluation import fidelity as fidelity_report
+from xdn import examples
 from xdn.inference import strength
 from xdn.noise import spec
 from tests.denoise_test import make_workdir

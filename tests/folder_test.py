@@ -9,10 +9,10 @@ import pytest
 
 from xdn.configs import default
 from tests import dicom_fixtures
-from xdn import errors
-from xdn.io import images as image_io
 from xdn.data import folder
 from xdn.data import pipeline
+from xdn import errors
+from xdn.io import images as image_io
 
 
 def _smooth_image(rng, h, w):

@@ -29,11 +29,11 @@ from pydicom import uid
 import pytest
 
 from tests import dicom_fixtures as df
+from xdn.data.chest_xray import chest_xray_dataset_builder as chest_xray
+from xdn.data import folder
 from xdn.inference import folder as denoise
 from xdn.io import images as image_io
 from xdn.io import radiographs as radiograph_io
-from xdn.data import folder
-from xdn.data.chest_xray import chest_xray_dataset_builder as chest_xray
 
 SEED = 13
 RANDOM_PER_SOURCE = 30

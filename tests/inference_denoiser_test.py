@@ -11,9 +11,9 @@ import pytest
 
 from xdn import errors
 from xdn import inference
-from xdn import models
 from xdn.inference import tiling
 from xdn.inference import told
+from xdn import models
 from xdn.models import conditioning
 from xdn.noise import estimation as noise_estimation
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 
 import numpy as np
+import pytest
 
 from tests import reliability_utils as ru
 from tests.reliability_utils import compile_cache  # pylint: disable=unused-import  # Fixture.
@@ -58,6 +59,7 @@ def wait_all(processes, logs, timeout: float = 300) -> None:
       assert code == 0, f.read()[-4000:]
 
 
+@pytest.mark.slow  # CI runs it on the newest Python (pytest -m slow).
 def test_two_processes_train_to_identical_parameters(tmp_path, sample_data_dir,
                                                      compile_cache):
   workdir = str(tmp_path / 'run')
@@ -85,6 +87,7 @@ def test_two_processes_train_to_identical_parameters(tmp_path, sample_data_dir,
                                      f'denoise_{STEPS:07d}.png'))
 
 
+@pytest.mark.slow  # CI runs it on the newest Python (pytest -m slow).
 def test_sigterm_to_one_process_stops_both_at_one_step(
     tmp_path, sample_data_dir, compile_cache):
   """A scheduler preempting one host: both stop cleanly at the same step."""

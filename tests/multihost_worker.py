@@ -22,10 +22,10 @@ import jax
 import numpy as np
 
 from xdn.cli import train as train_cli  # pylint: disable=g-import-not-at-top
-from xdn.workdir import checkpoints
 from xdn.runtime import compile_cache
-from xdn.training import train
 from xdn.runtime import xla_flags
+from xdn.training import train
+from xdn.workdir import checkpoints
 
 
 def main(argv):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from xdn.io import images as image_io
-from xdn.noise import synthetic as noise
 from xdn.noise import estimation as noise_estimation
+from xdn.noise import synthetic as noise
 
 SAMPLE = os.path.join(os.path.dirname(__file__), '..', 'xdn', 'data',
                       'chest_xray_sample', 'images')

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from xdn.configs import default
-from xdn.noise import synthetic as noise
 from xdn.noise import physics as noise_physics
+from xdn.noise import synthetic as noise
 
 
 def _field(rho_y, rho_x, size=256, count=8, seed=0):

@@ -7,12 +7,12 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from xdn.io import images as image_io
-from xdn.io import radiographs as radiograph_io
+from xdn.data.chest_xray_sample import chest_xray_sample_dataset_builder as sample
 from xdn.data import folder
 from xdn.data import noisy_copy
 from xdn.data import patient_split
-from xdn.data.chest_xray_sample import chest_xray_sample_dataset_builder as sample
+from xdn.io import images as image_io
+from xdn.io import radiographs as radiograph_io
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from xdn.inference import denoiser as inference
-from xdn.noise import physics as noise_physics
-from xdn.models import pixel_shuffle as pd
 from xdn.losses import self_supervised as ss
+from xdn.models import pixel_shuffle as pd
+from xdn.noise import physics as noise_physics
 from tests.self_supervised_test import keys, make_config
 from tests.self_supervised_test import model_and_variables, noisy_images
 
@@ -73,7 +73,9 @@ def test_auto_stride_from_the_noise_or_the_images():
   assert pd.resolve(config, lambda: 0.6).loss.pd_stride == 3
 
 
-@pytest.mark.parametrize('loss', ['noise2self', 'neighbor2neighbor'])
+@pytest.mark.parametrize('loss', [
+    pytest.param('noise2self', marks=pytest.mark.slow),  # CI: -m slow.
+    'neighbor2neighbor'])
 def test_losses_train_on_sub_images(loss):
   config = make_config(loss)
   config.loss.pd_stride = 2

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from xdn import errors
-from xdn.io import images as image_io
 from xdn import inference
 from xdn.inference import ensemble
-from xdn.noise import synthetic as noise
+from xdn.io import images as image_io
 from xdn.noise import estimation as noise_estimation
+from xdn.noise import synthetic as noise
 from xdn import pretrained
 
 SAMPLE = os.path.join(os.path.dirname(__file__), '..', 'xdn', 'data',

@@ -28,6 +28,7 @@ def uninterrupted(tmp_path_factory, sample_data_dir, compile_cache):
   return workdir
 
 
+@pytest.mark.slow  # CI runs it on the newest Python (pytest -m slow).
 def test_sigkill_then_rerun_ends_bit_identical(tmp_path, sample_data_dir,
                                                compile_cache, uninterrupted):
   workdir, log = str(tmp_path / 'killed'), str(tmp_path / 'killed.log')

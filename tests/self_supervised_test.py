@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from xdn.configs import default
+from xdn.losses import self_supervised as ss
 from xdn import models
 from xdn.noise import estimation as noise_estimation
-from xdn.losses import self_supervised as ss
 
 
 def make_config(loss='noise2self', **model_fields):

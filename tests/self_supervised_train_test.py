@@ -11,17 +11,17 @@ from PIL import Image
 import pytest
 
 from xdn.configs import self_supervised as ss_config
-from xdn.runtime import batching
-from xdn.workdir import checkpoints
-from xdn import models
-from xdn import pretrained
-from xdn.io import radiographs as radiograph_io
-from xdn.workdir import state as state_lib
-from xdn.training import train
-from xdn.training import warm_start
 from xdn.data import folder
 from xdn.data import noisy_copy
 from xdn.data import pipeline
+from xdn.io import radiographs as radiograph_io
+from xdn import models
+from xdn import pretrained
+from xdn.runtime import batching
+from xdn.training import train
+from xdn.training import warm_start
+from xdn.workdir import checkpoints
+from xdn.workdir import state as state_lib
 
 SIZE = 32
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from xdn import inference
-from xdn import models
-from xdn.noise import estimation as noise_estimation
 from xdn.inference import size_buckets
+from xdn import models
 from xdn.models import unet
+from xdn.noise import estimation as noise_estimation
 
 
 def test_ladder_has_steps_per_octave_and_bounded_waste():
@@ -53,7 +53,10 @@ def _unet_variables(model, channels, seed=0):
 
 @pytest.mark.parametrize('norm,down,use_bias,steps', [
     ('none', 'conv', False, 2), ('batch', 'conv', True, 2),
-    ('none', 'pool', True, 2), ('batch', 'conv', True, 1)])
+    # The other variants: `pytest -m slow` (CI runs them on the newest
+    # Python).
+    pytest.param('none', 'pool', True, 2, marks=pytest.mark.slow),
+    pytest.param('batch', 'conv', True, 1, marks=pytest.mark.slow)])
 def test_unet_inside_a_bucket_equals_the_unet_alone(norm, down, use_bias,
                                                     steps):
   model = unet.UNet(depth=3, base_width=4, norm=norm, down=down,

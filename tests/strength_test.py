@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from xdn import errors
-from xdn.noise import spec
-from xdn import examples
-from xdn.evaluation import fidelity as fidelity_report
-from xdn.inference import denoiser as inference
-from xdn.noise import synthetic as noise
-from xdn.noise import estimation as noise_estimation
-from xdn import pretrained
-from xdn.io import radiographs as radiograph_io
-from xdn.inference import strength
 from xdn.evaluation import calibration as strength_calibration
+from xdn.evaluation import fidelity as fidelity_report
+from xdn import examples
+from xdn.inference import denoiser as inference
+from xdn.inference import strength
+from xdn.io import radiographs as radiograph_io
+from xdn.noise import estimation as noise_estimation
+from xdn.noise import spec
+from xdn.noise import synthetic as noise
+from xdn import pretrained
 
 CALIBRATED = {'strength_levels': {'low': 0.55, 'medium': 0.7, 'high': 0.8,
                                   'full': 1.0}}

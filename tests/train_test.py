@@ -9,9 +9,9 @@ import pytest
 
 from xdn.configs import default
 from xdn import models
-from xdn.workdir import state as state_lib
 from xdn.runtime import batching
 from xdn.training import train
+from xdn.workdir import state as state_lib
 
 
 def make_config(name='autoencoder', **model_fields):

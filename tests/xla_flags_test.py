@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
+from xdn.bench import denoise_speed
 from xdn.inference import denoiser as inference
 from xdn.runtime import xla_flags
-from xdn.bench import denoise_speed
 
 REPO = os.path.join(os.path.dirname(__file__), '..')
 

@@ -59,17 +59,17 @@ from apache_beam.ml.inference import base
 from apache_beam.options import pipeline_options
 import numpy as np
 
+from xdn.beam import handler as handler_lib
 from xdn import errors
-from xdn.io import atomic
-from xdn.io import images as image_io
 from xdn import inference
-from xdn.noise import synthetic as noise
 from xdn.inference import outputs
-from xdn import pretrained
-from xdn.io import radiographs as radiograph_io
 from xdn.inference import strength as strength_lib
 from xdn.inference import told
-from xdn.beam import handler as handler_lib
+from xdn.io import atomic
+from xdn.io import images as image_io
+from xdn.io import radiographs as radiograph_io
+from xdn.noise import synthetic as noise
+from xdn import pretrained
 
 RESULTS = 'xdn_results'  # .csv in --output
 FAILED = 'xdn_failed'  # .txt in --output

@@ -19,10 +19,10 @@ import ml_collections
 from flax import jax_utils
 import numpy as np
 
-from xdn.runtime import batching
 from xdn import models
-from xdn.workdir import state as state_lib
+from xdn.runtime import batching
 from xdn.training import train
+from xdn.workdir import state as state_lib
 
 MODELS = models.MODELS
 

@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from xdn import inference
-from xdn.noise import synthetic as noise
 from xdn.noise import estimation as noise_estimation
+from xdn.noise import synthetic as noise
 from xdn.runtime import xla_flags
 
 

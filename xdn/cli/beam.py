@@ -9,8 +9,8 @@ line naming it instead of a traceback.
 import sys
 from typing import Optional, Sequence
 
-from xdn import errors
 from xdn.cli import shared
+from xdn import errors
 
 
 def run(argv: Optional[Sequence[str]] = None) -> None:

@@ -20,9 +20,9 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
+from xdn.cli import shared
 from xdn import errors
 from xdn import models
-from xdn.cli import shared
 
 FLAGS = flags.FLAGS
 MODES = ('train', 'inference', 'folder', 'beam')

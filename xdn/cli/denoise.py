@@ -47,9 +47,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from xdn import errors
-from xdn import pretrained
 from xdn.cli import shared
+from xdn import errors
 from xdn.inference import denoiser as denoiser_lib
 from xdn.inference import ensemble
 from xdn.inference import folder
@@ -59,6 +58,7 @@ from xdn.inference import strength as strength_lib
 from xdn.inference import tiling
 from xdn.inference import told
 from xdn.noise.estimation import NoiseEstimate
+from xdn import pretrained
 
 FLAGS = flags.FLAGS
 # How a user of this command sees a failed file's traceback.

@@ -19,8 +19,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from xdn import errors
 from xdn.cli import shared
+from xdn import errors
 from xdn.evaluation import baselines
 from xdn.evaluation import calibration
 from xdn.evaluation import images

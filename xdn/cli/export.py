@@ -8,8 +8,8 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
-from xdn import pretrained
 from xdn.cli import shared
+from xdn import pretrained
 
 FLAGS = flags.FLAGS
 

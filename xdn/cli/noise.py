@@ -15,8 +15,8 @@ from typing import Sequence
 
 from absl import flags
 
-from xdn import errors
 from xdn.cli import shared
+from xdn import errors
 from xdn.noise import report as noise_report
 
 FLAGS = flags.FLAGS

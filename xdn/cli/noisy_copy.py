@@ -24,10 +24,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from xdn import errors
 from xdn.cli import shared
 from xdn.data import folder
 from xdn.data import noisy_copy
+from xdn import errors
 
 FLAGS = flags.FLAGS
 

@@ -18,8 +18,8 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from xdn import errors
 from xdn.cli import shared
+from xdn import errors
 from xdn.runtime import compile_cache
 from xdn.runtime import xla_flags
 

@@ -30,10 +30,10 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from xdn.data import patient_split
 from xdn import errors
 from xdn.io import images as image_io
 from xdn.io import radiographs as radiograph_io
-from xdn.data import patient_split
 
 SPLITS = ('train', 'validation', 'test')
 _NIH_NAME = re.compile(r'^(\d+)_\d+$')

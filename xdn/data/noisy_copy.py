@@ -27,10 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xdn import errors
+from xdn.data.chest_xray_sample import chest_xray_sample_dataset_builder as sample
 from xdn.data import folder
 from xdn.data import patient_split
-from xdn.data.chest_xray_sample import chest_xray_sample_dataset_builder as sample
+from xdn import errors
 from xdn.io import atomic
 from xdn.io import images as image_io
 from xdn.io import radiographs as radiograph_io

@@ -32,10 +32,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from xdn import errors
-from xdn.io import images as image_io
 from xdn.data import folder
 from xdn.data import prefetch
+from xdn import errors
+from xdn.io import images as image_io
 
 DataConfig = Any  # An ml_collections.ConfigDict: `config.data`.
 

@@ -25,10 +25,10 @@ from typing import Any, Callable, Dict, List, Sequence
 import numpy as np
 
 from xdn.evaluation import fidelity as fidelity_report
+from xdn.inference import strength as strength_lib
 from xdn.io import atomic
 from xdn.metrics import observers
 from xdn.noise import estimation as noise_estimation
-from xdn.inference import strength as strength_lib
 
 FACTORS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 

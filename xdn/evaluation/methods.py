@@ -9,9 +9,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from absl import logging
 import numpy as np
 
-from xdn import models as models_lib
 from xdn.evaluation import baselines
 from xdn import inference
+from xdn import models as models_lib
 from xdn.noise import estimation as noise_estimation
 from xdn.noise import synthetic as noise
 

@@ -20,7 +20,6 @@ from absl import logging
 import numpy as np
 
 from xdn import errors
-from xdn import models as models_lib
 from xdn.evaluation import baselines
 from xdn.evaluation import calibration
 from xdn.evaluation import fidelity
@@ -29,6 +28,7 @@ from xdn.evaluation import methods
 from xdn.evaluation import psnr_table
 from xdn.evaluation import settings as settings_lib
 from xdn.metrics import observers
+from xdn import models as models_lib
 from xdn.noise import synthetic as noise
 
 

@@ -30,9 +30,9 @@ from xdn.inference.denoiser import load_denoiser
 from xdn.inference.denoiser import load_pretrained
 from xdn.inference.ensemble import dihedral
 from xdn.inference.precision import PRECISIONS
-from xdn.inference.tiling import MAX_WHOLE_PIXELS
 from xdn.inference.tiling import denoise_image
 from xdn.inference.tiling import denoise_tiled
+from xdn.inference.tiling import MAX_WHOLE_PIXELS
 from xdn.inference.told import parse_noise
 
 __all__ = ['Denoiser', 'MAX_WHOLE_PIXELS', 'PRECISIONS', 'denoise_image',

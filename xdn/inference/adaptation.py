@@ -47,16 +47,16 @@ import numpy as np
 import optax
 
 from xdn import errors
-from xdn.metrics import image_quality
-from xdn.noise import synthetic as noise
-from xdn.noise import estimation as noise_estimation
-from xdn.noise import report as noise_report
-from xdn.noise import texture as noise_texture
-from xdn import pretrained
-from xdn.inference import told as told_lib
 from xdn.inference.denoiser import Denoiser
 from xdn.inference.ensemble import dihedral
+from xdn.inference import told as told_lib
 from xdn.losses.self_supervised import masked_mse
+from xdn.metrics import image_quality
+from xdn.noise import estimation as noise_estimation
+from xdn.noise import report as noise_report
+from xdn.noise import synthetic as noise
+from xdn.noise import texture as noise_texture
+from xdn import pretrained
 
 Array = jax.Array
 # Tiles with more clipped pixels than this are left out.

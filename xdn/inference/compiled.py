@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from xdn import models
 from xdn.inference import ensemble
 from xdn.inference.told import Params
+from xdn import models
 from xdn.models import conditioning
 from xdn.models import pixel_shuffle
 from xdn.runtime import batching

@@ -29,15 +29,15 @@ import ml_collections
 import numpy as np
 
 from xdn import errors
-from xdn import models
-from xdn import pretrained
 from xdn.inference import compiled
 from xdn.inference import ensemble
 from xdn.inference import precision as precision_lib
 from xdn.inference import size_buckets
 from xdn.inference import strength as strength_lib
 from xdn.inference import told as told_lib
+from xdn import models
 from xdn.noise.estimation import NoiseEstimate
+from xdn import pretrained
 from xdn.runtime import compile_cache
 from xdn.runtime import xla_flags
 # Kept importable from here, their home before the split (callers use
@@ -45,12 +45,12 @@ from xdn.runtime import xla_flags
 from xdn.inference.ensemble import dihedral  # pylint: disable=unused-import
 from xdn.inference.precision import PRECISIONS  # pylint: disable=unused-import
 from xdn.inference.precision import resolve_precision  # pylint: disable=unused-import
-from xdn.inference.tiling import MAX_WHOLE_PIXELS
-from xdn.inference.tiling import OVERLAP  # pylint: disable=unused-import
-from xdn.inference.tiling import TILE  # pylint: disable=unused-import
 from xdn.inference.tiling import denoise_image  # pylint: disable=unused-import
 from xdn.inference.tiling import denoise_tiled  # pylint: disable=unused-import
+from xdn.inference.tiling import MAX_WHOLE_PIXELS
+from xdn.inference.tiling import OVERLAP  # pylint: disable=unused-import
 from xdn.inference.tiling import ramp_window  # pylint: disable=unused-import
+from xdn.inference.tiling import TILE  # pylint: disable=unused-import
 from xdn.inference.tiling import tile_grid  # pylint: disable=unused-import
 
 

@@ -7,9 +7,9 @@ import os
 
 from absl import logging
 
-from xdn import pretrained
 from xdn.inference import denoiser as denoiser_lib
 from xdn.inference import strength
+from xdn import pretrained
 
 
 def export(workdir: str, out_dir: str, which: str = 'best', *,

@@ -22,16 +22,16 @@ import ml_collections
 import numpy as np
 
 from xdn import errors
-from xdn import models
-from xdn.inference import outputs
-from xdn.inference import strength as strength_lib
-from xdn.inference import told as told_lib
 from xdn.inference.denoiser import Denoiser
+from xdn.inference import outputs
 from xdn.inference.outputs import claim_output, write_output
+from xdn.inference import strength as strength_lib
 from xdn.inference.tiling import MAX_WHOLE_PIXELS, denoise_image
+from xdn.inference import told as told_lib
 from xdn.io import atomic
 from xdn.io import radiographs as radiograph_io
 from xdn.io.radiographs import IMAGE_EXTENSIONS, is_dicom, read_radiograph
+from xdn import models
 from xdn.noise.estimation import NoiseEstimate
 from xdn.runtime import stop as stop_lib
 

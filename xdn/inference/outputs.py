@@ -11,10 +11,10 @@ import os
 from typing import Any, Collection, Optional
 
 import xdn
-from xdn import models
 from xdn.io import atomic
 from xdn.io import images as image_io
 from xdn.io import radiographs as radiograph_io
+from xdn import models
 from xdn.noise.estimation import NoiseEstimate
 
 

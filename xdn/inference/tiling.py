@@ -18,9 +18,9 @@ from absl import logging
 import numpy as np
 
 from xdn import errors
-from xdn import models
 from xdn.inference import size_buckets
 from xdn.inference import told as told_lib
+from xdn import models
 from xdn.noise.estimation import NoiseEstimate
 from xdn.runtime import batching
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from xdn import models
 from xdn.noise import estimation as noise_estimation
-from xdn.noise import spec as noise_spec
 from xdn.noise.estimation import NoiseEstimate
+from xdn.noise import spec as noise_spec
 
 # (a, b, correlation, X-ray dose, strength factor), one value per image.
 Params = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]

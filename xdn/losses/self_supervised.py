@@ -49,8 +49,8 @@ import ml_collections
 
 from xdn import errors
 from xdn import models
-from xdn.noise import synthetic as noise
 from xdn.models import pixel_shuffle
+from xdn.noise import synthetic as noise
 
 Array = jax.Array
 # apply_fn(model input [B, H, W, C]) -> (model output, collection updates).

@@ -20,10 +20,10 @@ import jax.numpy as jnp
 import ml_collections
 
 from xdn import errors
+from xdn.models.autoencoder import SEED_SIZE, Autoencoder
 from xdn.models import conditioning as conditioning_lib
 from xdn.models import layers
 from xdn.models import pixel_shuffle
-from xdn.models.autoencoder import SEED_SIZE, Autoencoder
 from xdn.models.skip import SeedSkipAutoencoder
 from xdn.models import unet as unet_lib
 from xdn.models.unet import UNet

@@ -13,8 +13,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from xdn.models import layers
 from xdn.models.autoencoder import KERAS_INIT
+from xdn.models import layers
 
 # (features, kernel, stride) of the encoder convolutions.
 _ENCODER = ((64, 4, 1), (64, 8, 2), (128, 8, 2), (256, 8, 2), (518, 4, 2))

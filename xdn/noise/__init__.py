@@ -7,17 +7,17 @@ The synthetic-noise API is re-exported here, so `xdn.noise.add_noise(...)`
 reads as before.
 """
 
-from xdn.noise.synthetic import AFFINE_KINDS
-from xdn.noise.synthetic import CORRELATED_KINDS
-from xdn.noise.synthetic import DEFAULT_READ_NOISE
 from xdn.noise.synthetic import add_gaussian_noise
 from xdn.noise.synthetic import add_noise
 from xdn.noise.synthetic import add_poisson_gaussian_noise
 from xdn.noise.synthetic import add_poisson_noise
 from xdn.noise.synthetic import add_salt_and_pepper_noise
 from xdn.noise.synthetic import add_speckle_noise
+from xdn.noise.synthetic import AFFINE_KINDS
+from xdn.noise.synthetic import CORRELATED_KINDS
 from xdn.noise.synthetic import corrupt
 from xdn.noise.synthetic import corrupt_with_params
+from xdn.noise.synthetic import DEFAULT_READ_NOISE
 from xdn.noise.synthetic import kind_variance_law
 from xdn.noise.synthetic import noise_std_map
 from xdn.noise.synthetic import with_noise_map

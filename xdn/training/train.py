@@ -28,24 +28,24 @@ import numpy as np
 import optax
 from PIL import Image
 
-from xdn.runtime import batching
-from xdn.runtime import stop as stop_lib
-from xdn.workdir import checkpoints
+from xdn.data import pipeline
 from xdn import errors
 from xdn.losses import fidelity as fidelity_loss
-from xdn.metrics import lesions
+from xdn.losses import self_supervised
 from xdn.losses import supervised as losses
+from xdn.metrics import lesions
 from xdn.metrics import similarity as metrics_lib
 from xdn import models
 from xdn.models import conditioning
+from xdn.models import pixel_shuffle
 from xdn.noise import synthetic as noise
 from xdn.noise import texture as noise_texture
-from xdn.models import pixel_shuffle
-from xdn.losses import self_supervised
-from xdn.workdir import state as state_lib
+from xdn.runtime import batching
+from xdn.runtime import stop as stop_lib
 from xdn.training import visualize
 from xdn.training import warm_start
-from xdn.data import pipeline
+from xdn.workdir import checkpoints
+from xdn.workdir import state as state_lib
 from xdn.workdir.state import TrainState
 
 AXIS = 'batch'

@@ -28,9 +28,9 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from xdn.io import images as image_io
-from xdn.data import patient_split
 from xdn.data.chest_xray import kaggle_files
+from xdn.data import patient_split
+from xdn.io import images as image_io
 
 _HOMEPAGE = 'https://www.kaggle.com/datasets/paultimothymooney/chest-xray-pneumonia'
 _MENDELEY = 'https://data.mendeley.com/datasets/rscbjbr9sj/2'

@@ -16,8 +16,8 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from xdn.io import images as image_io
 from xdn.data import patient_split
+from xdn.io import images as image_io
 
 IMAGE_SIZE = 64
 SPLIT_FRACTIONS = {'train': 0.7, 'validation': 0.1, 'test': 0.2}
