@@ -36,7 +36,7 @@ def load(folder: str = FOLDER
   if not available(folder):
     raise errors.UserError(
         f'the shipped model is missing from {folder} ({WEIGHTS}, {CONFIG}); '
-        'reinstall xdn, or pass --workdir of a model you trained')
+        'reinstall xdn, or use a model you trained (its workdir)')
   with open(os.path.join(folder, CONFIG)) as f:
     saved = json.load(f)
   with open(os.path.join(folder, WEIGHTS), 'rb') as f:

@@ -348,8 +348,8 @@ def _check_workdir(workdir: str) -> None:
     os.remove(probe)
   except OSError as e:
     raise errors.UserError(
-        f'cannot write to workdir {workdir!r} ({e.strerror}); pass a '
-        '--workdir you can write to') from None
+        f'cannot write to workdir {workdir!r} ({e.strerror}); choose a '
+        'workdir you can write to') from None
 
 
 def _host_state(state: TrainState) -> Dict[str, Any]:

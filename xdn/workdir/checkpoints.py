@@ -69,7 +69,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise errors.UserError(
         f'{path} not found: {workdir!r} is not an xdn training workdir; '
-        'pass the --workdir of a run made with run.py')
+        'name the workdir of a training run (run.py, xdn-train)')
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
 
