@@ -201,7 +201,7 @@ def test_a_retried_write_of_identical_bytes_is_accepted(tmp_path):
     ([], '--input is required'),
     (['--input={in}/*.nothing', '--output={tmp}/o'], 'matches no files'),
     (['--input={in}', '--output={in}/den'], 'inside the input folder'),
-    (['--input={in}', '--output={tmp}/o', '--noise=loud'], "--noise='loud'"),
+    (['--input={in}', '--output={tmp}/o', '--noise=loud'], "--noise: noise 'loud'"),
     (['--input={in}', '--output={tmp}/o', '--model={tmp}/none'],
      'no folder'),
     (['--input={in}', '--output={tmp}/o', '--skip_existing', '--overwrite'],
