@@ -122,6 +122,13 @@ def _task_meta(inputs: Inputs, options: Options) -> Dict[str, Any]:
           'eye_geometry': options.lesions.geometry.describe()}
 
 
+def _lesion_arguments(options: Options) -> Dict[str, Any]:
+  """The keyword arguments of the lesion measurements every task shares."""
+  return dict(sizes=options.lesions.sizes, per_size=options.lesions.per_size,
+              target_d_prime=options.lesions.d_prime, seed=options.seed,
+              geometry=options.lesions.geometry)
+
+
 def _images_2d(inputs: Inputs):
   return [np.asarray(c)[..., 0] for c in inputs.clean]
 
@@ -176,10 +183,7 @@ def lesion_fidelity(inputs: Inputs, options: Options) -> str:
   result = lesions.evaluate_lesions(
       _images_2d(inputs), inputs.settings,
       methods.image_methods(columns, inputs.baselines, options.read_noise),
-      _make_noisy(options), sizes=options.lesions.sizes,
-      per_size=options.lesions.per_size,
-      target_d_prime=options.lesions.d_prime, seed=options.seed,
-      geometry=options.lesions.geometry)
+      _make_noisy(options), **_lesion_arguments(options))
   return lesions.write(inputs.out_dir, result, _task_meta(inputs, options))
 
 
@@ -194,10 +198,7 @@ def fidelity_report(inputs: Inputs, options: Options) -> str:
   result = fidelity.evaluate_fidelity(
       _images_2d(inputs), inputs.settings,
       methods.image_methods(columns, inputs.baselines, options.read_noise),
-      _make_noisy(options), sizes=options.lesions.sizes,
-      per_size=options.lesions.per_size,
-      target_d_prime=options.lesions.d_prime, seed=options.seed,
-      geometry=options.lesions.geometry)
+      _make_noisy(options), **_lesion_arguments(options))
   meta = {**_task_meta(inputs, options),
           'strengths': {c.name: getattr(c.denoiser, 'strength_label', '')
                         for c in columns}}
@@ -228,10 +229,7 @@ def calibrate(inputs: Inputs, options: Options) -> str:
       _make_noisy(options),
       lambda d, n, told: methods.apply_model(d, n[None, ..., None],
                                              told)[0, ..., 0],
-      factors=factors, sizes=options.lesions.sizes,
-      per_size=options.lesions.per_size,
-      target_d_prime=options.lesions.d_prime, seed=options.seed,
-      geometry=options.lesions.geometry)
+      factors=factors, **_lesion_arguments(options))
   meta = {**_task_meta(inputs, options), 'model': model.label,
           'step': model.denoiser.step,
           'settings': [s.label for s in inputs.settings]}
