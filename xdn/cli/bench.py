@@ -124,7 +124,7 @@ def main(argv: Sequence[str]) -> None:
 
 def run() -> None:
   """Console-script entry point (setup.cfg: xdn-bench)."""
-  shared.run(main, define_flags, module=__name__)
+  shared.run(main, define_flags)
 
 
 if __name__ == '__main__':

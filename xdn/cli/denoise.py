@@ -128,7 +128,7 @@ def define_flags() -> None:
 
 
 def _shipped(model: Optional[str]) -> bool:
-  return model is None or model == shared.PRETRAINED
+  return model is None or model == denoiser_lib.PRETRAINED
 
 
 def load_model() -> denoiser_lib.Denoiser:
@@ -238,7 +238,7 @@ def main(argv: Sequence[str]) -> None:
 
 def run() -> None:
   """Console-script entry point (setup.cfg: xdn-denoise)."""
-  shared.run(main, define_flags, module=__name__)
+  shared.run(main, define_flags)
 
 
 if __name__ == '__main__':

@@ -27,6 +27,7 @@ from xdn.evaluation import images
 from xdn.evaluation import methods
 from xdn.evaluation import settings as settings_lib
 from xdn.evaluation import tasks
+from xdn import inference
 from xdn.noise import spec
 from xdn.noise import synthetic as noise
 
@@ -158,7 +159,7 @@ def _test_images(sources: Sequence[str]) -> images.TestImages:
                               FLAGS.split_fractions)
   if FLAGS.config is not None:
     data_config = FLAGS.config.data
-  elif sources and sources[0] != shared.PRETRAINED:
+  elif sources and sources[0] != inference.PRETRAINED:
     data_config = images.saved_data_config(sources[0])
   else:
     raise errors.UserError('name the test images: --folder=DIR, or '
@@ -207,12 +208,12 @@ def main(argv: Sequence[str]) -> None:
   if not sources and not FLAGS.output and not FLAGS.pretrained:
     raise errors.UserError('give --model (models to evaluate) or, for the '
                            'baselines alone, --out')
-  if FLAGS.pretrained and shared.PRETRAINED not in sources:
-    sources.append(shared.PRETRAINED)
+  if FLAGS.pretrained and inference.PRETRAINED not in sources:
+    sources.append(inference.PRETRAINED)
   noise_settings, figure_setting = _noise_settings()
   baseline_names = _baselines()
   out_dir = FLAGS.output or (sources[0] if sources and
-                             sources[0] != shared.PRETRAINED else '')
+                             sources[0] != inference.PRETRAINED else '')
   if not out_dir:
     raise errors.UserError('name the results folder with --out')
   test = _test_images(sources)

@@ -28,9 +28,7 @@ from absl import flags
 from xdn import errors
 
 FLAGS = flags.FLAGS
-PRECISIONS = ('auto', 'float32', 'bfloat16')
 CHECKPOINTS = ('best', 'latest')
-PRETRAINED = 'pretrained'
 
 
 def exit_on_user_error(error: errors.UserError) -> None:
@@ -65,7 +63,8 @@ def define_model(multi: bool = False) -> None:
 
 
 def define_precision(default: str = 'auto', note: str = '') -> None:
-  flags.DEFINE_enum('precision', default, list(PRECISIONS),
+  from xdn.inference import precision  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_enum('precision', default, list(precision.PRECISIONS),
                     "Compute precision. 'auto': bfloat16 where the model's "
                     'measured PSNR cost allows it for the noise at hand and '
                     'the machine computes it natively, else float32.' +
@@ -107,13 +106,12 @@ def _list_flags_in_help(modules: Iterable[str]) -> None:
 
 
 def run(main: Callable[[Sequence[str]], Optional[int]],
-        define_flags: Optional[Callable[[], None]] = None,
-        module: str = '') -> None:
+        define_flags: Optional[Callable[[], None]] = None) -> None:
   """A console script: defines the command's flags, lists them in --help,
   runs `main` under absl and prints a `UserError` as one line."""
   if define_flags is not None:
     define_flags()
-  _list_flags_in_help([module or main.__module__, __name__])
+  _list_flags_in_help([main.__module__, __name__])
 
   def guarded(argv):
     try:

@@ -118,4 +118,4 @@ def main(argv: Sequence[str]) -> None:
 def run() -> None:
   """Console-script entry point (setup.cfg: xdn-train) and run.py's."""
   sys.argv[1:] = resolve_config_argument(sys.argv[1:])
-  shared.run(main, define_flags, module=__name__)
+  shared.run(main, define_flags)

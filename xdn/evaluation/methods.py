@@ -15,7 +15,6 @@ from xdn import models as models_lib
 from xdn.noise import estimation as noise_estimation
 from xdn.noise import synthetic as noise
 
-PRETRAINED = 'pretrained'
 # `columns`' strengths: every level each model has (its calibrated ones and
 # 'full').
 EVERY_LEVEL = ('levels',)
@@ -55,7 +54,7 @@ def load_models(sources: Sequence[str], checkpoint: str = 'best',
   denoisers = []
   for source in sources:
     denoiser = inference.load(source, checkpoint, precision)
-    if (data_name is not None and source != PRETRAINED and
+    if (data_name is not None and source != inference.PRETRAINED and
         'data' in denoiser.config and
         denoiser.config.data.name != data_name):
       logging.warning('%s was trained on %s but is evaluated on %s', source,

@@ -27,6 +27,7 @@ from xdn.evaluation import lesions
 from xdn.evaluation import methods
 from xdn.evaluation import psnr_table
 from xdn.evaluation import settings as settings_lib
+from xdn import inference
 from xdn.metrics import observers
 from xdn import models as models_lib
 from xdn.noise import synthetic as noise
@@ -234,7 +235,7 @@ def calibrate(inputs: Inputs, options: Options) -> str:
           'step': model.denoiser.step,
           'settings': [s.label for s in inputs.settings]}
   table = calibration.write(inputs.out_dir, result, meta)
-  if model.source != methods.PRETRAINED and os.path.isdir(
+  if model.source != inference.PRETRAINED and os.path.isdir(
       os.path.join(model.source, 'checkpoints')):
     calibration.write(model.source, result, meta)
     logging.info('Wrote the levels to %s: its model now uses them',

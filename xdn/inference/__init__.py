@@ -24,6 +24,7 @@ Where each rule lives:
 Importing it loads neither TensorFlow nor the training code.
 """
 
+from xdn.inference.denoiser import PRETRAINED
 from xdn.inference.denoiser import Denoiser
 from xdn.inference.denoiser import load
 from xdn.inference.denoiser import load_denoiser
@@ -35,6 +36,6 @@ from xdn.inference.tiling import denoise_tiled
 from xdn.inference.tiling import MAX_WHOLE_PIXELS
 from xdn.inference.told import parse_noise
 
-__all__ = ['Denoiser', 'MAX_WHOLE_PIXELS', 'PRECISIONS', 'denoise_image',
+__all__ = ['Denoiser', 'MAX_WHOLE_PIXELS', 'PRECISIONS', 'PRETRAINED', 'denoise_image',
            'denoise_tiled', 'dihedral', 'load', 'load_denoiser',
            'load_pretrained', 'parse_noise']
