@@ -126,19 +126,19 @@ def test_inside_run_inference_keyed_by_path(handler):
   assert counters['pixels'] == 2 * 64 * 64
 
 
-def test_failed_inference_reaches_the_dead_letters(handler):
-  from xdn.beam import pipeline as pipeline_lib
-  pipeline = beam.Pipeline()
-  _, dead = (pipeline
-             | beam.Create([('cube.npy', np.zeros((2, 8, 8), np.float32))])
-             | base.RunInference(base.KeyedModelHandler(handler))
-             .with_exception_handling())
-  reasons = dead.failed_inferences | beam.FlatMap(pipeline_lib._failed_batch)  # pylint: disable=protected-access
-
-  def check(found):
-    (key, reason), = found
-    assert key == 'cube.npy'
-    assert 'expected a [H, W] image, got shape (2, 8, 8)' in reason
-
-  beam_testing.assert_that(reasons, check)
-  pipeline.run().wait_until_finish()
+def test_failures_as_results_name_the_image_instead_of_failing_the_batch():
+  """For runners without RunInference's dead letters (DaskRunner): a
+  failing image gives a result with its reason; by default it raises."""
+  raising = handler_lib.XdnModelHandler('pretrained', precision='float32')
+  tolerant = handler_lib.XdnModelHandler('pretrained', precision='float32',
+                                         failures_as_results=True)
+  loaded = tolerant.load_model()
+  # A cube where an image belongs: the denoiser refuses it.
+  bad = np.zeros((2, 8, 8), np.float32)
+  results = loaded.denoise([bad, IMAGES[0]])
+  assert results[0].error and results[0].pixels.size == 0
+  assert '\n' not in results[0].error
+  assert not results[1].error and results[1].pixels.shape == IMAGES[0].shape
+  strict = raising.load_model()
+  with pytest.raises(Exception):
+    strict.denoise([bad])

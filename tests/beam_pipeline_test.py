@@ -2,8 +2,8 @@
 
 The main run uses `--direct_running_mode=multi_processing
 --direct_num_workers=2`: the model, the files and the settings reach
-worker processes only through Beam, as on a cluster (the portable Prism
-runner would download its Go binary, which a test cannot). Its outputs
+worker processes only through Beam (tests/beam_cluster_test.py runs the
+same pipeline on a Dask cluster and on Beam's portable runner). Its outputs
 must be `xdn-denoise`'s byte for byte; a corrupt file and two inputs with
 one output name end in the dead-letter file with their reasons; a run
 killed with SIGKILL and rerun with --skip_existing leaves exactly one
@@ -12,7 +12,6 @@ complete output per input.
 
 import csv
 import os
-import pathlib
 import re
 import signal
 import subprocess
@@ -21,69 +20,23 @@ import time
 
 import numpy as np
 import pydicom
-from pydicom import uid
 import pytest
 
 pytest.importorskip('apache_beam')
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from tests import dicom_fixtures as df
+from tests import beam_fixtures as bf
 from xdn.beam import pipeline
 from xdn import errors
-from xdn.inference import outputs
-from xdn.io import atomic
 from xdn.io import images as image_io
-from xdn.io import radiographs as radiograph_io
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = bf.ROOT
 MULTI = ['--direct_running_mode=multi_processing', '--direct_num_workers=2']
-SIDE_FILES = ('xdn_results.csv', 'xdn_failed.txt')
-
-
-def _noisy(h: int, w: int, top: int, seed: int) -> np.ndarray:
-  rng = np.random.default_rng(seed)
-  yy, xx = np.mgrid[:h, :w]
-  clean = 0.25 + 0.5 * (xx + yy) / (h + w)
-  noisy = np.clip(clean + rng.normal(0, 0.05, (h, w)), 0, 1)
-  return np.round(noisy * top)
-
-
-def _run(args, cwd, timeout=300, **kwargs):
-  env = dict(os.environ, PYTHONPATH=str(ROOT))
-  return subprocess.run([sys.executable, *args], cwd=str(cwd), env=env,
-                        capture_output=True, text=True, timeout=timeout,
-                        **kwargs)
-
-
-def _outputs(folder: pathlib.Path) -> dict:
-  """Relative name -> bytes of every output (not side files, not temps)."""
-  found = {}
-  for path in folder.rglob('*'):
-    name = str(path.relative_to(folder))
-    if path.is_file() and name not in SIDE_FILES and not (
-        atomic.is_temporary(name)):
-      found[name] = path.read_bytes()
-  return found
+_noisy, _run, _outputs = bf.noisy, bf.run, bf.outputs
 
 
 @pytest.fixture(scope='module')
 def archive(tmp_path_factory):
-  """A small archive: PNG 8/16 bit, DICOM, a subfolder, a corrupt file and
-  two inputs that would share one output name."""
-  folder = tmp_path_factory.mktemp('archive')
-  (folder / 'sub').mkdir()
-  (folder / 'a.png').write_bytes(image_io.encode_png(
-      _noisy(64, 80, 255, 0).astype(np.uint8)))
-  (folder / 'sub' / 'b.png').write_bytes(image_io.encode_png(
-      _noisy(72, 64, 65535, 1).astype(np.uint16)))
-  ds = df.dataset(_noisy(64, 72, 4095, 2).astype(np.uint16), bits=12)
-  (folder / 'sub' / 'c.dcm').write_bytes(
-      df.encode(ds, uid.ExplicitVRLittleEndian))
-  (folder / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\0' * 40)
-  (folder / 'twin.png').write_bytes(image_io.encode_png(
-      _noisy(64, 64, 255, 3).astype(np.uint8)))
-  (folder / 'twin.tif').write_bytes(image_io.encode_png(
-      _noisy(64, 64, 255, 4).astype(np.uint8)))
-  return folder
+  return bf.make_archive(tmp_path_factory.mktemp('archive'))
 
 
 @pytest.fixture(scope='module')
@@ -216,3 +169,32 @@ def test_bad_options_fail_in_one_line(tmp_path, args, message):
   with pytest.raises(errors.UserError, match=message) as e:
     pipeline.main(args)
   assert '\n' not in str(e.value)
+
+
+def test_tables_keep_one_line_per_input_and_runs_check_their_inputs(
+    tmp_path):
+  """A step run twice (a retried bundle, a lost worker's tasks) gives an
+  input two lines: one is kept. An input no table names is reported."""
+  row = lambda path, status: pipeline.result_row(path, f'out/{path}', status)
+  text = pipeline._table_text(pipeline.ROW, [  # pylint: disable=protected-access
+      row('b.png', 'unchanged'), None, row('a.png', 'written'),
+      row('b.png', 'written'), row('a.png', 'written')])
+  lines = text.splitlines()
+  assert lines[0] == ','.join(pipeline.RESULT_COLUMNS)
+  assert [l.split(',')[:3] for l in lines[1:]] == [
+      ['a.png', 'out/a.png', 'written'], ['b.png', 'out/b.png', 'written']]
+  failed = pipeline._table_text(pipeline.FAILED_KIND, [  # pylint: disable=protected-access
+      'c.png\twhy', 'c.png\twhy', None])
+  assert failed == 'c.png\twhy\n'
+  folder = tmp_path / 'in'
+  folder.mkdir()
+  for name in ('a.png', 'b.png', 'c.png', 'd.png'):
+    (folder / name).write_bytes(b'x')
+  out = tmp_path / 'out'
+  out.mkdir()
+  (out / 'xdn_results.csv').write_text(pipeline._table_text(  # pylint: disable=protected-access
+      pipeline.ROW, [row(str(folder / 'a.png'), 'written'),
+                     row(str(folder / 'b.png'), 'skipped')]))
+  (out / 'xdn_failed.txt').write_text(f'{folder / "c.png"}\twhy\n')
+  assert pipeline.unaccounted(str(out), f'{folder}/*.png',
+                              lambda p: True) == [str(folder / 'd.png')]

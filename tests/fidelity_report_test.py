@@ -108,14 +108,20 @@ def test_cli_calibration_writes_levels_a_workdir_then_uses(tmp_path,
     saved = json.loads((folder / strength.LEVELS_FILE).read_text())
     assert set(saved['levels']) == set(strength.LEVELS)
     assert saved['levels']['full'] == 1.0
-    # One curve and one factor per noise correlation.
-    assert set(saved['curves']) == {'0', '0.5'}
-    assert [row['factor'] for row in saved['curves']['0']] == [0.5, 1.0]
-    assert [rho for rho, _ in saved['levels']['medium']] == [0.0, 0.5]
+    # One curve and one factor per noise: (correlation, estimated level).
+    assert len(saved['curves']) == 2
+    white = [name for name in saved['curves'] if name.startswith('rho 0,')]
+    assert len(white) == 1
+    assert [row['factor'] for row in saved['curves'][white[0]]] == [0.5, 1.0]
+    points = saved['levels']['medium']
+    assert [rho for rho, _, _ in points] == [0.0, 0.5]
+    # The level is the images' estimate: sigma 20 added to images that
+    # hold a little noise of their own.
+    assert all(18 < sigma < 26 for _, sigma, _ in points), points
   assert 'Levels:' in result.stdout
   from xdn import inference  # pylint: disable=g-import-not-at-top
   denoiser = inference.load(workdir, strength='medium')
-  assert denoiser.strength_factor == saved['levels']['medium'][0][1]
+  assert denoiser.strength_factor == saved['levels']['medium'][0][2]
   bad = _evaluate('--task=calibrate', f'--workdir={workdir}',
                   f'--folder={example_folder}', '--split=all',
                   '--settings=gaussian:20', '--calibration_factors=0.5,0.7',

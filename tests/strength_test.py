@@ -65,6 +65,119 @@ def test_levels_per_correlation_are_interpolated():
       'medium (s 0.70; 0.60 at rho 0.4; 0.45 at rho 0.7)')
 
 
+def test_levels_over_noise_level_and_correlation_are_interpolated():
+  # Two correlations, each with its own noise levels: linear in rho and
+  # in log sigma, constant beyond the table.
+  table = [[0.0, 2.0, 0.9], [0.0, 8.0, 0.7], [0.0, 32.0, 0.6],
+           [0.6, 4.0, 0.8], [0.6, 16.0, 0.5]]
+  config = {'strength_levels': {'medium': table, 'low': 0.5}}
+  at = lambda rho, sigma: strength.factor('medium', config, correlation=rho,
+                                          sigma=sigma)
+  assert at(0.0, 2.0) == pytest.approx(0.9)
+  assert at(0.0, 4.0) == pytest.approx(0.8)  # Half-way in log sigma.
+  assert at(0.0, 1.0) == pytest.approx(0.9)  # Below the table.
+  assert at(0.0, 100.0) == pytest.approx(0.6)  # Above it.
+  assert at(0.6, 8.0) == pytest.approx(0.65)
+  assert at(0.3, 8.0) == pytest.approx((0.7 + 0.65) / 2)
+  assert at(0.9, 1.0) == pytest.approx(0.8)
+  # Unknown noise: the reference level.
+  assert strength.factor('medium', config, correlation=0.0) == \
+      pytest.approx(at(0.0, strength.REFERENCE_SIGMA))
+  assert strength.describe('medium', config) == (
+      'medium (s 0.50-0.90 by noise level and correlation)')
+  # The loaders read it from a workdir's file; mixed or broken tables are
+  # refused.
+  for bad in ([[0.0, 0.7], [0.4, 2.0, 0.6]], [[0.0, 0.0, 0.7]], [],
+              [[0.0, 2.0, 0.7, 1.0]]):
+    with pytest.raises(ValueError):
+      strength.calibrated_levels({'strength_levels': {'medium': bad}})
+
+
+def test_each_estimate_names_its_noise_level_at_mid_grey():
+  known = noise_estimation.known_noise
+  assert known('gaussian', 6, 0).std_at() == pytest.approx(6.0)
+  assert known('correlated_gaussian', 3, 0, 0.5).std_at() == \
+      pytest.approx(3.0)
+  # Poisson: var = x / dose.
+  assert known('poisson', 50, 0).std_at() == \
+      pytest.approx(255 * np.sqrt(0.5 / 50))
+  assert known('poisson', 50, 0).std_at(0.2) == \
+      pytest.approx(255 * np.sqrt(0.2 / 50))
+  # X-ray: its own law, not the line beside it; more quanta, less noise.
+  xray = known('xray', 1000, 0)
+  assert xray.std_at() == pytest.approx(255 * np.sqrt(
+      noise_estimation.xray_variance_np(np.float64(0.5), 1000.0)))
+  assert known('xray', 4000, 0).std_at() < xray.std_at()
+
+
+def test_denoiser_reads_the_table_at_each_images_noise_level(shipped):
+  config = shipped.config.copy_and_resolve_references()
+  with config.unlocked():
+    config.inference.strength_levels = {
+        'medium': [[0.0, 2.0, 0.9], [0.0, 25.0, 0.6], [0.5, 2.0, 0.8],
+                   [0.5, 25.0, 0.5]]}
+  denoiser = inference.Denoiser(config, shipped.variables, 0, 'card')
+  known = noise_estimation.known_noise
+  told = [known('gaussian', 2, 0), known('gaussian', 25, 0),
+          known('correlated_gaussian', 2, 0, 0.5), known('gaussian', 50, 0)]
+  np.testing.assert_allclose(denoiser.strength_factors(told, 4),
+                             [0.9, 0.6, 0.8, 0.6], rtol=1e-6)
+
+
+def test_noise_groups_pool_close_levels_within_a_correlation():
+  Setting = spec.NoiseSpec
+  settings = [Setting('gaussian', 2.0), Setting('gaussian', 25.0),
+              Setting('poisson', 50.0), Setting('gaussian', 8.0),
+              Setting('correlated_gaussian', 25.0, 0.4)]
+  level = {'gaussian σ=2': 2.9, 'gaussian σ=25': 25.2,
+           'poisson dose=50': 27.0, 'gaussian σ=8': 8.3,
+           'correlated_gaussian σ=25 ρ=0.40': 25.1}
+  points = strength_calibration.noise_groups(settings, level.get)
+  assert [(rho, labels) for rho, _, labels in points] == [
+      (0.0, ['gaussian σ=2']), (0.0, ['gaussian σ=8']),
+      (0.0, ['gaussian σ=25', 'poisson dose=50']),
+      (0.4, ['correlated_gaussian σ=25 ρ=0.40'])]
+  assert points[2][1] == pytest.approx(np.sqrt(25.2 * 27.0), abs=0.01)
+  assert points[0][1] == 2.9
+
+
+def test_calibration_gives_weak_noise_its_own_higher_factor():
+  """A stand-in denoiser whose blur grows with the noise it is told (as a
+  denoiser's does): at sigma 4 a level allows a higher factor than at
+  sigma 24, and the table holds each, read back at each point."""
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+  image = np.asarray(radiograph_io.read_radiograph(examples.EXAMPLE).pixels,
+                     np.float32)[:192, :192]
+
+  class Blur:
+    def at_strength(self, f):
+      return f
+
+  def apply(f, noisy, told):
+    return ndimage.gaussian_filter(noisy, 0.15 * f * told.std_at())
+
+  def make(image, setting, index):
+    rng = np.random.default_rng(1000 * index + int(setting.level))
+    return np.clip(image + rng.normal(0, setting.level / 255, image.shape),
+                   0, 1).astype(np.float32)
+
+  settings = [spec.NoiseSpec('gaussian', 4.0), spec.NoiseSpec('gaussian',
+                                                               24.0)]
+  result = strength_calibration.calibrate(
+      [image, image[::-1]], settings, Blur(), make, apply,
+      factors=(0.2, 0.4, 0.6, 0.8, 1.0), sizes=(3.0,), per_size=6)
+  medium = result['levels']['medium']
+  assert [rho for rho, _, _ in medium] == [0.0, 0.0]
+  (_, weak, f_weak), (_, strong, f_strong) = medium
+  assert weak < 8 and strong > 18, medium
+  assert f_weak > f_strong + 0.1, medium
+  config = {'strength_levels': result['levels']}
+  at = lambda sigma: strength.factor('medium', config, sigma=sigma)
+  assert at(weak) == pytest.approx(f_weak)
+  assert at(strong) == pytest.approx(f_strong)
+  assert all(result['floors_met'].values()), result['floors_met']
+
+
 def test_denoiser_tells_each_image_its_levels_factor(shipped):
   config = shipped.config.copy_and_resolve_references()
   with config.unlocked():

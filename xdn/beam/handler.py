@@ -56,6 +56,9 @@ class DenoisedImage:
   # The run in words (`outputs.describe`): what DICOM outputs carry, known
   # only once the model is loaded, so it travels with each result.
   description: str = ''
+  # Why this image failed (`outputs.failure_message`), with a handler made
+  # with failures_as_results; then `pixels` is empty.
+  error: str = ''
 
 
 class LoadedDenoiser:
@@ -68,10 +71,12 @@ class LoadedDenoiser:
 
   def __init__(self, denoiser: inference.Denoiser,
                noise_level: Optional[NoiseEstimate],
-               denoise_kwargs: Dict[str, Any]):
+               denoise_kwargs: Dict[str, Any],
+               failures_as_results: bool = False):
     self.denoiser = denoiser
     self.noise_level = noise_level
     self.denoise_kwargs = denoise_kwargs
+    self.failures_as_results = failures_as_results
 
   def description(self) -> str:
     """The run in words (DICOM outputs carry it): `outputs.describe`."""
@@ -94,10 +99,20 @@ class LoadedDenoiser:
     description = self.description()
     for image in images:
       start = time.perf_counter()
-      image = np.asarray(image, np.float32)
-      level = self._noise_for(image)
-      pixels = tiling.denoise_image(self.denoiser, image, noise_level=level,
-                                    **self.denoise_kwargs)
+      try:
+        image = np.asarray(image, np.float32)
+        level = self._noise_for(image)
+        pixels = tiling.denoise_image(self.denoiser, image, noise_level=level,
+                                      **self.denoise_kwargs)
+      except MemoryError:
+        raise  # Not the image's fault: let the runner retry elsewhere.
+      except Exception as e:  # pylint: disable=broad-except  # Per image.
+        if not self.failures_as_results:
+          raise
+        results.append(DenoisedImage(
+            np.zeros((0, 0), np.float32), None, time.perf_counter() - start,
+            description, error=outputs.failure_message(e)))
+        continue
       results.append(DenoisedImage(np.asarray(pixels, np.float32), level,
                                    time.perf_counter() - start,
                                    description))
@@ -132,6 +147,10 @@ class XdnModelHandler(base.ModelHandler[np.ndarray, base.PredictionResult,
       accelerator plugin is installed.
     compile_cache: JAX's persistent compilation cache
       (`xdn.runtime.compile_cache`).
+    failures_as_results: an image that fails gives a `DenoisedImage` with
+      its `error` instead of failing its batch: for runners without
+      RunInference's dead letters (`with_exception_handling` needs tagged
+      outputs, which Beam's DaskRunner cannot give).
   """
 
   def __init__(self, model: str = 'pretrained', *, precision: str = 'auto',
@@ -143,7 +162,8 @@ class XdnModelHandler(base.ModelHandler[np.ndarray, base.PredictionResult,
                ensemble_max_pixels: int = ensemble.MAX_PIXELS,
                max_batch_size: int = 1,
                share_across_processes: Optional[bool] = None,
-               compile_cache: bool = True):
+               compile_cache: bool = True,
+               failures_as_results: bool = False):
     super().__init__()
     if precision not in precision_lib.PRECISIONS:
       raise errors.UserError(f'unknown precision {precision!r}; use one of '
@@ -165,6 +185,7 @@ class XdnModelHandler(base.ModelHandler[np.ndarray, base.PredictionResult,
     self._max_batch_size = max_batch_size
     self._share = share_across_processes
     self._compile_cache = compile_cache
+    self._failures_as_results = failures_as_results
 
   def load_model(self) -> LoadedDenoiser:
     """Loads the denoiser in this worker (XLA flags first, as the CLIs)."""
@@ -188,7 +209,8 @@ class XdnModelHandler(base.ModelHandler[np.ndarray, base.PredictionResult,
     logging.info('Model %s (step %d) from %s, %s, strength %s (pid %d)',
                  denoiser.name, denoiser.step, self._model,
                  denoiser.precision, denoiser.strength_label, os.getpid())
-    return LoadedDenoiser(denoiser, noise_level, self._denoise_kwargs)
+    return LoadedDenoiser(denoiser, noise_level, self._denoise_kwargs,
+                          self._failures_as_results)
 
   def run_inference(self, batch: Sequence[np.ndarray], model: LoadedDenoiser,
                     inference_args: Optional[Dict[str, Any]] = None

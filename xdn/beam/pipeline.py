@@ -49,7 +49,7 @@ import logging
 import os
 import sys
 import tempfile
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam import metrics
@@ -215,26 +215,38 @@ def failure_reason(path: str, error: BaseException) -> str:
 
 
 # ------------------------------------------------------------ the steps
+#
+# Every step has one output, of records (kind, value): 'path' (an input to
+# decode), 'image' ((path, pixels)), 'row' (a results line), 'failed'
+# ((path, reason)). Runners that cannot give a step several tagged outputs
+# (Beam's DaskRunner) run the same graph; `_only` picks one kind.
+
+PATH, IMAGE, ROW, FAILED_KIND = 'path', 'image', 'row', 'failed'
+
+
+def _only(record: Tuple[str, Any], kind: str) -> Iterator[Any]:
+  if record[0] == kind:
+    yield record[1]
 
 
 def _refuse_shared_names(item: Tuple[str, Iterable[str]]
-                         ) -> Iterator[Any]:
+                         ) -> Iterator[Tuple[str, Any]]:
   """(output name, inputs): one input passes; several all fail, since each
   would overwrite the others' output."""
   name, paths = item
   paths = sorted(paths)
   if len(paths) == 1:
-    yield paths[0]
+    yield PATH, paths[0]
     return
   for path in paths:
-    yield beam.pvalue.TaggedOutput('failed', (
+    yield FAILED_KIND, (
         path, f'output {name!r} would be written for {len(paths)} inputs '
-        f'({", ".join(paths)}); denoise them separately'))
+        f'({", ".join(paths)}); denoise them separately')
 
 
 class Decode(beam.DoFn):
-  """ReadableFile -> (path, [H, W] float32 pixels); skips and failures
-  go to the 'skipped' and 'failed' outputs."""
+  """ReadableFile -> ('image', (path, [H, W] float32 pixels)), or a
+  'skipped' row or a failure."""
 
   def __init__(self, settings: Settings):
     self._settings = settings
@@ -247,8 +259,7 @@ class Decode(beam.DoFn):
     settings = self._settings
     try:
       if settings.skip_existing and _exists(settings.guessed_target(path)):
-        yield beam.pvalue.TaggedOutput(
-            'skipped', (path, settings.guessed_target(path)))
+        yield _skipped(path, settings.guessed_target(path))
         return
       radiograph = read_radiograph(path, '', readable.open)
       target = settings.target(path, radiograph.extension)
@@ -257,18 +268,23 @@ class Decode(beam.DoFn):
         raise ValueError(f'output {target!r} would overwrite its input; '
                          'choose another --output')
       if settings.skip_existing and _exists(target):
-        yield beam.pvalue.TaggedOutput('skipped', (path, target))
+        yield _skipped(path, target)
         return
-      yield path, radiograph.pixels
+      yield IMAGE, (path, radiograph.pixels)
     except MemoryError:
       raise  # Not the file's fault: let the runner retry elsewhere.
     except Exception as e:  # pylint: disable=broad-except  # Any: guard.
-      yield beam.pvalue.TaggedOutput('failed', (path, failure_reason(path,
-                                                                     e)))
+      yield FAILED_KIND, (path, failure_reason(path, e))
+
+
+def _skipped(path: str, target: str) -> Tuple[str, str]:
+  metrics.Metrics.counter(_NS, 'skipped').inc()
+  return ROW, result_row(path, target, 'skipped')
 
 
 class Write(beam.DoFn):
-  """(path, PredictionResult) -> a results row; writes the output."""
+  """(path, PredictionResult) -> ('row', results line); writes the
+  output. An image the model failed on is a failure."""
 
   def __init__(self, settings: Settings):
     self._settings = settings
@@ -277,6 +293,9 @@ class Write(beam.DoFn):
               ) -> Iterator[Any]:
     path, prediction = element
     result: handler_lib.DenoisedImage = prediction.inference
+    if result.error:
+      yield FAILED_KIND, (path, ' '.join(result.error.split()))
+      return
     settings = self._settings
     try:
       # Read again for its header and format (see the module docstring).
@@ -295,12 +314,11 @@ class Write(beam.DoFn):
     except MemoryError:
       raise
     except Exception as e:  # pylint: disable=broad-except  # Any: guard.
-      yield beam.pvalue.TaggedOutput('failed', (path, failure_reason(path,
-                                                                     e)))
+      yield FAILED_KIND, (path, failure_reason(path, e))
       return
     metrics.Metrics.counter(_NS, status).inc()
-    yield result_row(path, target, status, result.pixels.shape, result.noise,
-                     result.seconds)
+    yield ROW, result_row(path, target, status, result.pixels.shape,
+                          result.noise, result.seconds)
 
 
 def result_row(path: str, target: str, status: str,
@@ -318,40 +336,59 @@ def result_row(path: str, target: str, status: str,
   return buffer.getvalue()
 
 
-def _failed_batch(item: Tuple[Sequence[Tuple[str, Any]], Any]
-                  ) -> Iterator[Tuple[str, str]]:
-  """RunInference's dead letters -> (path, reason) per input of the batch.
-
-  Beam gives a failed batch with (exception type, repr, traceback lines);
-  the exception is rebuilt from the traceback's last line so the reason
-  reads as every other failure's.
-  """
-  batch, error = item
-  if not isinstance(error, BaseException):
-    exc_type, text, lines = error
-    message = (lines[-1].strip().split(': ', 1)[-1] if lines else str(text))
-    try:
-      error = exc_type(message)
-    except Exception:  # pylint: disable=broad-except  # Odd constructors.
-      error = RuntimeError(message)
-  for key, _ in batch:
-    yield key, failure_reason(key, error)
-
-
-def _count_failure(item: Tuple[str, str]) -> str:
+def _failure_line(item: Tuple[str, str]) -> Tuple[str, str]:
   metrics.Metrics.counter(_NS, 'failures').inc()
   path, reason = item
-  return f'{path}\t{reason}'
+  return FAILED_KIND, f'{path}\t{reason}'
 
 
-def _count_skipped(item: Tuple[str, str]) -> str:
-  metrics.Metrics.counter(_NS, 'skipped').inc()
-  return result_row(item[0], item[1], 'skipped')
+# When one input has several rows (a step run again), the one kept.
+_STATUS_RANK = {'written': 0, 'unchanged': 1, 'skipped': 2}
+
+
+def _line_input(kind: str, line: str) -> str:
+  if kind == ROW:
+    return next(csv.reader([line]))[0]
+  return line.split('\t', 1)[0]
+
+
+def _table_text(kind: str, lines: Iterable[Optional[str]]) -> str:
+  """The results table (header first) or the failures, one line per input,
+  sorted by input: the same file whatever order the workers finished in.
+
+  A step a runner ran again (a retried bundle; a lost Dask worker's tasks,
+  which Beam's DaskRunner may also hand on twice) gives an input a second
+  line: one is kept, its first status by _STATUS_RANK."""
+  best: Dict[str, Tuple[Any, str]] = {}
+  for line in lines:
+    if line is None:
+      continue
+    path = _line_input(kind, line)
+    rank = (_STATUS_RANK.get(next(csv.reader([line]))[2], 3)
+            if kind == ROW else 0, line)
+    if path not in best or rank < best[path]:
+      best[path] = rank
+  text = [best[path][1] for path in sorted(best)]
+  if kind == ROW:
+    text = [','.join(RESULT_COLUMNS)] + text
+  return ''.join(line + '\n' for line in text)
+
+
+def _write_table(item: Tuple[str, Iterable[Optional[str]]],
+                 output: str) -> str:
+  """Writes one side file (RESULTS.csv or FAILED.txt) atomically; returns
+  its path."""
+  kind, lines = item
+  name = RESULTS + '.csv' if kind == ROW else FAILED + '.txt'
+  path = FileSystems.join(output, name)
+  write_atomically(_table_text(kind, lines).encode('utf-8'), path)
+  return path
 
 
 class DenoiseArchive(beam.PTransform):
-  """Matched paths -> denoised files; returns the results and failure lines
-  (PCollections of str), before they are written."""
+  """Matched paths -> denoised files; returns the records ('row', line)
+  and ('failed', 'path<TAB>reason') of every input, before they are
+  written."""
 
   def __init__(self, settings: Settings,
                model_handler: handler_lib.XdnModelHandler,
@@ -361,36 +398,59 @@ class DenoiseArchive(beam.PTransform):
     self._handler = model_handler
     self._accept = accept
 
-  def expand(self, metadata):
+  def expand(self, paths):
     settings = self._settings
-    named = (metadata
-             | 'Paths' >> beam.Map(lambda m: m.path)
+    named = (paths
              | 'Readable' >> beam.Filter(self._accept)
              | 'ByOutputName' >> beam.Map(
                  lambda p: (settings.guessed_target(p), p))
              # Also spreads the files over the workers: MatchFiles gives
              # them all in one bundle.
              | 'GroupByOutputName' >> beam.GroupByKey()
-             | 'OneInputPerOutput' >> beam.FlatMap(
-                 _refuse_shared_names).with_outputs('failed', main='paths'))
-    decoded = (named.paths
+             | 'OneInputPerOutput' >> beam.FlatMap(_refuse_shared_names))
+    decoded = (named
+               | 'InputPaths' >> beam.FlatMap(_only, PATH)
                | 'Open' >> fileio.ReadMatches()
-               | 'Decode' >> beam.ParDo(Decode(settings)).with_outputs(
-                   'failed', 'skipped', main='images'))
-    denoised, dead = (
-        decoded.images
-        | 'Denoise' >> base.RunInference(
-            base.KeyedModelHandler(self._handler)).with_exception_handling())
-    written = denoised | 'Write' >> beam.ParDo(Write(settings)).with_outputs(
-        'failed', main='rows')
-    failures = ((named.failed, decoded.failed,
-                 dead.failed_inferences | 'PerInput' >> beam.FlatMap(
-                     _failed_batch), written.failed)
-                | 'AllFailures' >> beam.Flatten()
-                | 'FailureLines' >> beam.Map(_count_failure))
-    skipped = decoded.skipped | 'SkippedRows' >> beam.Map(_count_skipped)
-    rows = ((written.rows, skipped) | 'AllRows' >> beam.Flatten())
+               | 'Decode' >> beam.ParDo(Decode(settings)))
+    written = (decoded
+               | 'Images' >> beam.FlatMap(_only, IMAGE)
+               | 'Denoise' >> base.RunInference(
+                   base.KeyedModelHandler(self._handler))
+               | 'Write' >> beam.ParDo(Write(settings)))
+    failures = ((named, decoded, written)
+                | 'AllRecords' >> beam.Flatten()
+                | 'Failures' >> beam.FlatMap(_only, FAILED_KIND)
+                | 'FailureLines' >> beam.Map(_failure_line))
+    rows = ((decoded, written)
+            | 'RowRecords' >> beam.Flatten()
+            | 'Rows' >> beam.FlatMap(_only, ROW)
+            | 'RowLines' >> beam.Map(_row_line))
     return rows, failures
+
+
+def _row_line(line: str) -> Tuple[str, str]:
+  return ROW, line
+
+
+class WriteTables(beam.PTransform):
+  """(rows, failures) -> RESULTS.csv and FAILED.txt in `output`, each
+  written once, whole, by one worker (both exist, header only or empty,
+  when no input reached them). One step ends the graph, as the DaskRunner
+  needs (it computes the last step and what it depends on)."""
+
+  def __init__(self, output: str):
+    super().__init__()
+    self._output = output
+
+  def expand(self, tables):
+    rows, failures = tables
+    # One empty line of each, so that both files exist for any archive.
+    empty = (rows.pipeline
+             | 'EachTable' >> beam.Create([(ROW, None), (FAILED_KIND, None)]))
+    return ((rows, failures, empty)
+            | 'AllLines' >> beam.Flatten()
+            | 'ByTable' >> beam.GroupByKey()
+            | 'WriteTable' >> beam.Map(_write_table, self._output))
 
 
 # ------------------------------------------------------------ the command
@@ -487,63 +547,135 @@ def build_handler(options: XdnOptions) -> handler_lib.XdnModelHandler:
       options.model, precision=options.precision, strength=strength,
       noise_level=noise_level, checkpoint=options.checkpoint,
       max_batch_size=options.max_batch_size, max_pixels=options.max_pixels,
-      compile_cache=not options.no_compile_cache)
+      compile_cache=not options.no_compile_cache, failures_as_results=True)
 
 
-def build(pipeline: beam.Pipeline, options: XdnOptions) -> None:
+def build(pipeline: beam.Pipeline, options: XdnOptions
+          ) -> Tuple[str, str, Callable[[str], bool]]:
   """Adds the whole job to `pipeline`: match, denoise, write the files,
-  the results table and the dead letters."""
+  the results table and the dead letters. Returns the output folder, the
+  glob and the test of the files it takes (`unaccounted` checks the run
+  against them)."""
   settings, pattern, folder = check_options(options)
   handler = build_handler(options)
-  rows, failures = (
-      pipeline
-      | 'Match' >> fileio.MatchFiles(pattern)
-      | 'Denoise' >> DenoiseArchive(
-          settings, handler,
-          _accept_radiographs if folder else lambda p: not
-          atomic.is_temporary(p)))
-  join = FileSystems.join
-  rows | 'WriteResults' >> beam.io.WriteToText(
-      join(settings.output, RESULTS), file_name_suffix='.csv',
-      shard_name_template='', header=','.join(RESULT_COLUMNS))
-  failures | 'WriteFailures' >> beam.io.WriteToText(
-      join(settings.output, FAILED), file_name_suffix='.txt',
-      shard_name_template='')
+  if options.view_as(pipeline_options.StandardOptions).runner == DASK_RUNNER:
+    paths = _dask_paths(pipeline, options, pattern)
+  else:
+    paths = (pipeline
+             | 'Match' >> fileio.MatchFiles(pattern)
+             | 'Paths' >> beam.Map(lambda m: m.path))
+  accept = _accept_radiographs if folder else _not_temporary
+  tables = paths | 'Denoise' >> DenoiseArchive(settings, handler, accept)
+  tables | 'WriteTables' >> WriteTables(settings.output)
+  return settings.output, pattern, accept
 
 
-def _counter(result: Any, name: str) -> Optional[int]:
-  """A committed (or, where the runner has none, attempted) counter."""
-  try:
-    found = result.metrics().query(metrics.MetricsFilter().with_namespace(
-        _NS).with_name(name))['counters']
-  except Exception:  # pylint: disable=broad-except  # Runners without them.
-    return None
-  if not found:
-    return 0
-  values = [c.committed if c.committed is not None else c.attempted
-            for c in found]
-  return int(sum(v or 0 for v in values))
+def _not_temporary(path: str) -> bool:
+  return not atomic.is_temporary(path)
+
+
+# The DaskRunner's partitions (tasks) at most: one file each up to this many
+# files, then as many files a partition as it takes.
+MAX_DASK_PARTITIONS = 10_000
+
+
+def _dask_paths(pipeline: beam.Pipeline, options: XdnOptions,
+                pattern: str):
+  """The matched paths for the DaskRunner: listed here and created in
+  partitions of one file (up to MAX_DASK_PARTITIONS), since the runner
+  keeps a step's partitions as its input had them, and MatchFiles would
+  give all files in one partition (one worker busy, the others idle).
+  --dask_npartitions or --dask_partition_size, when given, decide."""
+  from apache_beam.runners.dask import dask_runner  # pylint: disable=g-import-not-at-top
+  paths = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+  dask_options = options.view_as(dask_runner.DaskOptions)
+  if not (dask_options.npartitions or dask_options.partition_size):
+    dask_options.partition_size = max(
+        1, -(-len(paths) // MAX_DASK_PARTITIONS))
+  return pipeline | 'Paths' >> beam.Create(sorted(paths))
+
+
+def count(output: str) -> Dict[str, int]:
+  """What a finished run's side files say: inputs written, unchanged,
+  skipped and failed (read from the files, so that it holds on runners
+  without Beam metrics, such as the DaskRunner)."""
+  counts = dict.fromkeys(('written', 'unchanged', 'skipped', 'failures'), 0)
+  text = _read_bytes(FileSystems.join(output, RESULTS + '.csv')).decode()
+  for row in csv.DictReader(io.StringIO(text)):
+    if row['status'] in counts:
+      counts[row['status']] += 1
+  failed = _read_bytes(FileSystems.join(output, FAILED + '.txt')).decode()
+  counts['failures'] = sum(1 for line in failed.splitlines() if line)
+  return counts
+
+
+def unaccounted(output: str, pattern: str,
+                accept: Callable[[str], bool]) -> List[str]:
+  """The inputs the glob matches that neither the results table nor the
+  failures name: a run that lost them (a worker lost where the runner
+  could not make up for it) must be run again with --skip_existing."""
+  named = set()
+  for name, kind in ((RESULTS + '.csv', ROW), (FAILED + '.txt', FAILED_KIND)):
+    text = _read_bytes(FileSystems.join(output, name)).decode()
+    lines = text.splitlines()[1 if kind == ROW else 0:]
+    named.update(_line_input(kind, line) for line in lines if line)
+  matched = FileSystems.match([pattern])[0].metadata_list
+  return sorted(m.path for m in matched
+                if accept(m.path) and m.path not in named)
+
+
+# Runners Beam does not know by a short name, by the names users type.
+DASK_RUNNER = 'apache_beam.runners.dask.dask_runner.DaskRunner'
+_RUNNER_NAMES = {'daskrunner': DASK_RUNNER, 'dask': DASK_RUNNER}
+
+
+def runner_arguments(argv: Sequence[str]) -> list:
+  """`argv` with --runner=DaskRunner (or dask) spelled as Beam imports it;
+  for Dask, its module is imported first (its options, such as
+  --dask_client_address, then parse) or a one-line error names the extra
+  that installs it."""
+  argv = list(argv)
+  for i, arg in enumerate(argv):
+    value = None
+    if arg.startswith('--runner='):
+      value = arg.split('=', 1)[1]
+    elif arg == '--runner' and i + 1 < len(argv):
+      value, i = argv[i + 1], i + 1
+    if value is None:
+      continue
+    runner = _RUNNER_NAMES.get(value.lower(), value)
+    if runner == DASK_RUNNER:
+      errors.require('distributed', 'dask', 'xdn-beam --runner=DaskRunner',
+                     'apache-beam[dask]')
+      errors.require('apache_beam.runners.dask.dask_runner', 'dask',
+                     'xdn-beam --runner=DaskRunner', 'apache-beam[dask]')
+    argv[i] = runner if argv[i] == value else f'--runner={runner}'
+  return argv
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Builds and runs the pipeline; returns the exit status (1: some input
   failed; see xdn_failed.txt)."""
-  options = pipeline_options.PipelineOptions(argv)
+  options = pipeline_options.PipelineOptions(runner_arguments(
+      sys.argv[1:] if argv is None else argv))
   # Every step is a module-level function or class of xdn: nothing of
   # __main__ needs pickling, on any runner.
   options.view_as(pipeline_options.SetupOptions).save_main_session = False
   xdn_options = options.view_as(XdnOptions)
   pipeline = beam.Pipeline(options=options)
-  build(pipeline, xdn_options)
-  result = pipeline.run()
-  result.wait_until_finish()
-  counts = {name: _counter(result, name) for name in (
-      'written', 'unchanged', 'skipped', 'failures')}
-  output = xdn_options.output
+  output, pattern, accept = build(pipeline, xdn_options)
+  pipeline.run().wait_until_finish()
+  counts = count(output)
   logging.info('xdn-beam: %s written, %s unchanged, %s skipped, %s failed; '
                'results in %s, failures in %s', *counts.values(),
                FileSystems.join(output, RESULTS + '.csv'),
                FileSystems.join(output, FAILED + '.txt'))
+  missing = unaccounted(output, pattern, accept)
+  if missing:
+    logging.error('xdn-beam: %d inputs have no result (the runner lost '
+                  'them, e.g. with a worker), such as %s; run again with '
+                  '--skip_existing to finish them', len(missing), missing[0])
+    return 1
   return 1 if counts['failures'] else 0
 
 

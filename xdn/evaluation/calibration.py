@@ -7,20 +7,26 @@ user's choice (held-out patients) and a few noise settings, the lesion
 figures of the model told s x the noise for a grid of factors s
 (`xdn.evaluation.fidelity`, PSNR and lesions only), averages them over
 settings and lesion sizes, and takes for each level the largest s that
-still meets its floor, interpolated between grid points. Settings are
-grouped by their noise's neighbour correlation (white kinds: 0), and each
-group gets its own factors: correlated noise needs a lower one for the
-same fidelity. Each (setting, size) figure counts at most 1 (the input's)
-in the averages, so a setting where the output beats the input (clipping
-at sigma 50 hurts the input's d') does not make up for one that falls
-short. The result, `strength_levels.json`, is what the loaders read
+still meets its floor, interpolated between grid points.
+
+Levels are measured per noise: the settings are grouped by their noise's
+neighbour correlation (white kinds: 0) and, within a group, by the noise
+level the images' estimates give (their std at mid grey, 0-255, the
+number inference reads the table at; settings within MERGE_RATIO of each
+other are pooled). Each group gets its own factors, so a level is a table
+[[rho, sigma, s], ...]: correlated noise needs a lower factor for the same
+fidelity, weak noise (real radiographs) a higher one. Each (setting, size)
+figure counts at most 1 (the input's) in the averages, so a setting where
+the output beats the input (clipping at sigma 50 hurts the input's d')
+does not make up for one that falls short. The result,
+`strength_levels.json`, is what the loaders read
 (`xdn.inference.denoiser`): in a training workdir it is used at once, and
 `xdn-export` carries it into an exported model.
 """
 
 import hashlib
 import os
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -31,6 +37,9 @@ from xdn.metrics import observers
 from xdn.noise import estimation as noise_estimation
 
 FACTORS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# Settings of one correlation whose estimated noise levels are within this
+# ratio of each other are pooled into one point of the table.
+MERGE_RATIO = 1.3
 
 
 def strongest_meeting(factors: Sequence[float], values: Sequence[float],
@@ -82,17 +91,53 @@ def levels_from_curve(curve: List[Dict[str, float]]) -> Dict[str, Any]:
 
 
 class _CachedEstimates:
-  """Estimates each noisy image's noise once: every factor of the grid
-  sees the same noisy images."""
+  """Estimates each noisy image's noise once (every factor of the grid
+  sees the same noisy images), and notes the noise level of each setting's
+  images."""
 
   def __init__(self):
     self._cache: Dict[str, noise_estimation.NoiseEstimate] = {}
+    self.levels: Dict[str, Dict[str, float]] = {}
 
-  def __call__(self, noisy: np.ndarray) -> noise_estimation.NoiseEstimate:
+  def __call__(self, noisy: np.ndarray, label: str
+               ) -> noise_estimation.NoiseEstimate:
     key = hashlib.sha1(np.ascontiguousarray(noisy).tobytes()).hexdigest()
     if key not in self._cache:
       self._cache[key] = noise_estimation.estimate_noise(noisy)
+    self.levels.setdefault(label, {})[key] = self._cache[key].std_at()
     return self._cache[key]
+
+  def level(self, label: str) -> float:
+    """The setting's noise level: the geometric mean over its images."""
+    values = np.maximum(list(self.levels[label].values()), 1e-3)
+    return float(np.exp(np.mean(np.log(values))))
+
+
+def noise_groups(settings: Sequence[Any], level_of: Callable[[str], float],
+                 merge_ratio: float = MERGE_RATIO
+                 ) -> List[Tuple[float, float, List[str]]]:
+  """The table's points: (rho, sigma, setting labels), the settings grouped
+  by their nominal correlation and, within one, their noise levels pooled
+  while each is within `merge_ratio` of the group's first (sigma: the
+  geometric mean of the pooled levels)."""
+  by_rho: Dict[float, List[str]] = {}
+  for setting in settings:
+    by_rho.setdefault(round(float(getattr(setting, 'correlation', 0.0)), 2),
+                      []).append(setting.label)
+  points = []
+  for rho, labels in sorted(by_rho.items()):
+    labels = sorted(labels, key=level_of)
+    pooled: List[List[str]] = []
+    for label in labels:
+      if pooled and level_of(label) <= merge_ratio * level_of(pooled[-1][0]):
+        pooled[-1].append(label)
+      else:
+        pooled.append([label])
+    for group in pooled:
+      sigma = float(np.exp(np.mean([np.log(max(level_of(l), 1e-3))
+                                    for l in group])))
+      points.append((rho, round(sigma, 2), group))
+  return points
 
 
 def _capped_curve(rows: Sequence[Dict[str, Any]], factors: Sequence[float],
@@ -126,33 +171,34 @@ def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
   of the settings: {level: [[rho, factor], ...]}."""
   estimate = _CachedEstimates()
   methods = {
-      f's {f:.2f}': (lambda d: lambda n, s: apply(d, n, estimate(n)))(
+      f's {f:.2f}': (lambda d: lambda n, s: apply(d, n, estimate(n, s.label)))(
           denoiser.at_strength(f)) for f in factors}
   result = fidelity_report.evaluate_fidelity(
       clean, settings, methods, make_noisy, sizes=sizes, per_size=per_size,
       target_d_prime=target_d_prime, seed=seed, full=False,
       geometry=geometry)
-  groups: Dict[float, List[str]] = {}
-  for setting in settings:
-    groups.setdefault(round(float(getattr(setting, 'correlation', 0.0)), 2),
-                      []).append(setting.label)
-  curves, levels, met = {}, {}, {}
-  for rho, labels in sorted(groups.items()):
+  curves, groups, levels, met = {}, {}, {}, {}
+  for rho, sigma, labels in noise_groups(settings, estimate.level):
+    name = point_name(rho, sigma)
     rows = [r for r in result['rows'] if r['setting'] in labels]
-    curves[rho] = _capped_curve(rows, factors, sizes)
-    found = levels_from_curve(curves[rho])
+    curves[name] = _capped_curve(rows, factors, sizes)
+    groups[name] = labels
+    found = levels_from_curve(curves[name])
     for level, value in found['levels'].items():
-      levels.setdefault(level, []).append([rho, value])
+      levels.setdefault(level, []).append([rho, sigma, value])
     for level, value in found['floors_met'].items():
-      met[f'{level} (rho {rho:g})'] = value
+      met[f'{level} ({name})'] = value
   levels['full'] = 1.0
-  return {'levels': levels, 'floors_met': met,
-          'curves': {f'{rho:g}': c for rho, c in curves.items()},
-          'groups': {f'{rho:g}': labels for rho, labels in groups.items()},
-          'rows': result['rows'], 'sizes': list(sizes),
+  return {'levels': levels, 'floors_met': met, 'curves': curves,
+          'groups': groups, 'rows': result['rows'], 'sizes': list(sizes),
           'target_d_prime': target_d_prime,
           'definitions': {level: strength_lib.definition(level)
                           for level in strength_lib.LEVELS}}
+
+
+def point_name(rho: float, sigma: float) -> str:
+  """A table point's name in the report: 'rho 0.4, sigma 6.1'."""
+  return f'rho {rho:g}, sigma {sigma:.1f}'
 
 
 def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> str:
@@ -163,8 +209,8 @@ def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> str:
   atomic.write_json(payload, os.path.join(out_dir, strength_lib.LEVELS_FILE),
                     indent=1)
   lines = []
-  for rho, curve in result['curves'].items():
-    lines += [f"Correlation {rho} ({', '.join(result['groups'][rho])}):", '',
+  for name, curve in result['curves'].items():
+    lines += [f"Noise {name} ({', '.join(result['groups'][name])}):", '',
               '| factor s | PSNR / SSIM | NPW d′ ratio | CHO d′ ratio | '
               'transfer mean / p10 |', '|---|---|---|---|---|']
     for row in curve:

@@ -165,12 +165,11 @@ class Denoiser:
 
   def strength_factors(self, noise_levels: Optional[Sequence[NoiseEstimate]],
                        count: int) -> np.ndarray:
-    """[count] factors: a level calibrated per correlation takes each
-    image's estimated correlation."""
+    """[count] factors: a calibrated level is read at each image's
+    estimated noise (its correlation and level)."""
     return strength_lib.factors(
         self.strength, self.config.get('inference', {}), self.name,
-        None if noise_levels is None else [l.correlation
-                                           for l in noise_levels], count)
+        noise_levels, count)
 
   def noise_params(self, noise_levels: Optional[Sequence[NoiseEstimate]],
                    count: int) -> told_lib.Params:

@@ -15,21 +15,27 @@ in its config (`inference.strength_levels`):
 
   low     the strongest setting whose NPW d' of faint inserted lesions is
           >= 0.99 x the noisy input's and mean contrast transfer >= 0.95
-  medium  ... NPW and CHO d' both >= 0.95 x the input's
+  medium  ... NPW and CHO d' both >= 0.95 x the input's, and mean contrast
+          transfer >= 0.90
   high    ... NPW and CHO d' both >= 0.90 x the input's
   full    s = 1: told the noise as estimated, the PSNR-optimal setting
 
 A number s in (0, 2] is the factor itself ("0.85": told 85 % of the noise;
-above 1 smooths more than `full`). Correlated noise needs a lower factor
-for the same fidelity than white noise, so a calibrated level may hold a
-factor per neighbour correlation, [[rho, s], ...], interpolated at the
-correlation estimated for each image. Numpy only: the inference path
-imports it.
+above 1 smooths more than `full`). The factor a level needs depends on the
+noise: correlated noise needs a lower one for the same fidelity than white
+noise, and weak noise (real radiographs: sigma 1-3 on 0-255) a higher one
+than strong noise. So a calibrated level holds a table of factors over
+(neighbour correlation, noise level), [[rho, sigma, s], ...], interpolated
+at each image's estimate (linearly in rho and in log sigma, constant
+beyond the table); `sigma` is the noise std at mid grey
+(`NoiseEstimate.std_at`). Older models hold [[rho, s], ...] (one factor
+per correlation at any noise level) or a bare factor. Numpy only: the
+inference path imports it.
 """
 
 import json
 import os
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -44,7 +50,7 @@ LEVELS = ('low', 'medium', 'high', 'full')
 D_PRIME_FLOORS: Dict[str, float] = {'low': 0.99, 'medium': 0.95,
                                     'high': 0.90}
 CHO_FLOORS: Dict[str, float] = {'medium': 0.95, 'high': 0.90}
-TRANSFER_FLOORS: Dict[str, float] = {'low': 0.95}
+TRANSFER_FLOORS: Dict[str, float] = {'low': 0.95, 'medium': 0.90}
 
 
 def definition(level: str) -> str:
@@ -90,17 +96,28 @@ def parse(text: Strength) -> Strength:
   return value
 
 
-Curve = List[Tuple[float, float]]  # [(neighbour correlation, factor)].
+# A level's factors: [(rho, factor), ...] or [(rho, sigma, factor), ...],
+# sorted.
+Curve = List[Tuple[float, ...]]
+# The noise level (std at mid grey, 0-255) a table is read at when an
+# image's noise is not known: the centre of the first calibration grid.
+REFERENCE_SIGMA = 25.0
 
 
 def _as_curve(value) -> Curve:
-  """A level's stored value (a factor, or [[rho, factor], ...]) as a
-  curve sorted by correlation."""
+  """A level's stored value (a factor, [[rho, factor], ...] or
+  [[rho, sigma, factor], ...]) as a sorted list of points."""
   if isinstance(value, (int, float)):
     return [(0.0, float(value))]
-  points = sorted((float(rho), float(f)) for rho, f in value)
+  points = sorted(tuple(float(x) for x in p) for p in value)
   if not points:
     raise ValueError('a strength level needs at least one factor')
+  widths = {len(p) for p in points}
+  if widths not in ({2}, {3}):
+    raise ValueError('a strength level is a factor, [[rho, factor], ...] '
+                     'or [[rho, sigma, factor], ...]')
+  if widths == {3} and min(p[1] for p in points) <= 0:
+    raise ValueError('a strength table\'s noise levels must be > 0')
   return points
 
 
@@ -111,11 +128,22 @@ def calibrated_levels(inference_config: Optional[Mapping]
   return {k: _as_curve(v) for k, v in levels.items() if k in LEVELS}
 
 
-def curve_factor(curve: Curve, correlation: float = 0.0) -> float:
-  """A level's factor at a noise's neighbour correlation (linear between
-  the calibrated ones, constant beyond)."""
-  rhos, factors = zip(*curve)
-  return float(np.interp(correlation, rhos, factors))
+def curve_factor(curve: Curve, correlation: float = 0.0,
+                 sigma: Optional[float] = None) -> float:
+  """A level's factor at a noise of this neighbour `correlation` and level
+  `sigma` (std at mid grey, 0-255; None: REFERENCE_SIGMA): linear in rho
+  and in log sigma between the calibrated points, constant beyond them."""
+  if len(curve[0]) == 2:
+    rhos, factors_ = zip(*curve)
+    return float(np.interp(correlation, rhos, factors_))
+  log_sigma = np.log(max(REFERENCE_SIGMA if sigma is None else sigma, 1e-3))
+  by_rho: Dict[float, List[Tuple[float, float]]] = {}
+  for rho, level, f in curve:
+    by_rho.setdefault(rho, []).append((np.log(level), f))
+  rhos = sorted(by_rho)
+  at_sigma = [np.interp(log_sigma, *zip(*sorted(by_rho[rho])))
+              for rho in rhos]
+  return float(np.interp(correlation, rhos, at_sigma))
 
 
 def read_levels_file(folder: str) -> Optional[Dict[str, list]]:
@@ -143,9 +171,11 @@ def default_for(inference_config: Optional[Mapping]) -> str:
 
 
 def factor(strength: Optional[Strength], inference_config: Optional[Mapping],
-           model_name: str = 'model', correlation: float = 0.0) -> float:
+           model_name: str = 'model', correlation: float = 0.0,
+           sigma: Optional[float] = None) -> float:
   """The noise factor s of `strength` for a model's `inference` config, at
-  a noise of this neighbour `correlation`.
+  a noise of this neighbour `correlation` and level `sigma` (std at mid
+  grey on 0-255; None: REFERENCE_SIGMA).
 
   None: the model's default (`default_for`). A level name the model was
   not calibrated for (all but 'full') is a one-line error saying how to
@@ -165,25 +195,28 @@ def factor(strength: Optional[Strength], inference_config: Optional[Mapping],
         f'{strength!r} is not defined for it; use strength full or a '
         'number (e.g. 0.8), or calibrate the model (xdn-evaluate\'s '
         'calibrate task; README, "Strength levels")')
-  return curve_factor(levels[strength], correlation)
+  return curve_factor(levels[strength], correlation, sigma)
 
 
 def factors(strength: Optional[Strength], inference_config: Optional[Mapping],
-            model_name: str, correlations: Optional[Sequence[float]],
+            model_name: str, noise_levels: Optional[Sequence[Any]],
             count: int) -> np.ndarray:
-  """[count] float32 factors, one per image: a level calibrated per
-  correlation takes each image's noise `correlations` (None: white)."""
-  if correlations is None:
+  """[count] float32 factors, one per image: a calibrated level is read at
+  each image's estimated noise (`noise_levels`: `NoiseEstimate`s, their
+  `correlation` and `std_at()`; None: white noise at REFERENCE_SIGMA)."""
+  if noise_levels is None:
     return np.full(count, factor(strength, inference_config, model_name),
                    np.float32)
-  return np.array([factor(strength, inference_config, model_name, rho)
-                   for rho in correlations], np.float32)
+  return np.array([factor(strength, inference_config, model_name,
+                          level.correlation, level.std_at())
+                   for level in noise_levels], np.float32)
 
 
 def describe(strength: Optional[Strength],
              inference_config: Optional[Mapping]) -> str:
-  """'medium (s 0.63)', 'medium (s 0.66; 0.52 at rho 0.7)' or 's 0.85'
-  for logs, tables and DICOM descriptions."""
+  """'medium (s 0.63)', 'medium (s 0.66; 0.52 at rho 0.7)', 'medium
+  (s 0.58-0.93 by noise level and correlation)' or 's 0.85' for logs,
+  tables and DICOM descriptions."""
   if strength is None:
     strength = default_for(inference_config)
   strength = parse(strength)
@@ -192,6 +225,12 @@ def describe(strength: Optional[Strength],
   curve = calibrated_levels(inference_config).get(strength)
   if strength == 'full' or curve is None:
     return f'{strength} (s 1.00)' if strength == 'full' else strength
+  if len(curve[0]) == 3:
+    low, high = min(p[2] for p in curve), max(p[2] for p in curve)
+    if high - low < 0.005:
+      return f'{strength} (s {low:.2f})'
+    return (f'{strength} (s {low:.2f}-{high:.2f} by noise level and '
+            'correlation)')
   first = f's {curve[0][1]:.2f}'
   rest = '; '.join(f'{f:.2f} at rho {rho:.1f}' for rho, f in curve[1:])
   return f'{strength} ({first}{"; " + rest if rest else ""})'

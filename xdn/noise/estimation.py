@@ -85,6 +85,16 @@ class NoiseEstimate:
     """Gaussian sigma on the 0-255 scale (the b part alone)."""
     return 255.0 * float(np.sqrt(max(self.b, 0.0)))
 
+  def std_at(self, x: float = 0.5) -> float:
+    """The noise std on the 0-255 scale at clean intensity `x` (mid grey
+    by default): one number for the noise level of any law, the one a
+    calibrated strength level is read at (`xdn.inference.strength`)."""
+    if self.xray_dose > 0:  # Its law; (a, b) is the line beside it.
+      var = float(xray_variance_np(np.float64(x), self.xray_dose))
+    else:
+      var = self.a * x + self.b
+    return 255.0 * float(np.sqrt(max(var, 0.0)))
+
   def describe(self) -> str:
     if self.kind == 'gaussian':
       text = f'Gaussian sigma={self.sigma:.1f} (0-255 scale)'
