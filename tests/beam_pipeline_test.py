@@ -198,3 +198,26 @@ def test_tables_keep_one_line_per_input_and_runs_check_their_inputs(
   (out / 'xdn_failed.txt').write_text(f'{folder / "c.png"}\twhy\n')
   assert pipeline.unaccounted(str(out), f'{folder}/*.png',
                               lambda p: True) == [str(folder / 'd.png')]
+
+
+def test_dask_runner_by_its_short_name_or_one_line_naming_the_extra(
+    monkeypatch):
+  full = pipeline.DASK_RUNNER
+  assert pipeline.runner_arguments(['--runner=DaskRunner', '--x=1']) == [
+      f'--runner={full}', '--x=1']
+  assert pipeline.runner_arguments(['--runner', 'dask']) == ['--runner', full]
+  assert pipeline.runner_arguments(['--runner=DirectRunner']) == [
+      '--runner=DirectRunner']
+  import builtins  # pylint: disable=g-import-not-at-top
+  real_import = builtins.__import__
+
+  def without_distributed(name, *args, **kwargs):
+    if name.split('.')[0] == 'distributed':
+      raise ModuleNotFoundError(f"No module named '{name}'", name=name)
+    return real_import(name, *args, **kwargs)
+
+  monkeypatch.setattr(builtins, '__import__', without_distributed)
+  monkeypatch.delitem(sys.modules, 'distributed', raising=False)
+  with pytest.raises(errors.MissingExtra, match=r'xdn\[dask\]') as e:
+    pipeline.runner_arguments(['--runner=DaskRunner'])
+  assert '\n' not in str(e.value)

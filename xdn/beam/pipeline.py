@@ -7,14 +7,17 @@ r"""`xdn-beam`: denoise an archive of radiographs with Apache Beam.
 
 The same pipeline runs on the DirectRunner (the default; add
 `--direct_running_mode=multi_processing --direct_num_workers=N` for N
-worker processes) and, changed by pipeline options only, on Flink, Spark or
-Dataflow (docs/beam.md). Inputs are a glob (Beam's: `*` stays inside a
+worker processes), on a Dask cluster (`--runner=DaskRunner
+[--dask_client_address=tcp://HOST:8786]`, the dask extra), on Beam's
+portable runner (`--runner=PortableRunner --job_endpoint=...`, the path of
+the Flink and Spark job servers) and, changed by pipeline options only, on
+Flink, Spark or Dataflow (docs/beam.md). Inputs are a glob (Beam's: `*` stays inside a
 folder, `**` crosses folders) or a folder (everything xdn reads under it),
 on any file system Beam has installed (local, gs://, s3://, hdfs://).
 
   match files -> group by output name (refuses two inputs with one output;
   spreads the files over the workers) -> decode (xdn's readers) ->
-  RunInference(KeyedModelHandler(XdnModelHandler)) -> write
+  RunInference(KeyedModelHandler(XdnModelHandler)) -> write -> the tables
 
 Outputs are `xdn-denoise`'s: the input's name relative to the input root
 under --output, in the same format, bit depth and DICOM metadata

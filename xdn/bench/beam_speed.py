@@ -1,6 +1,7 @@
 """`xdn-bench --beam`: xdn-beam against xdn-denoise on one folder.
 
-  xdn-bench --beam [--beam_images=16] [--beam_workers=1,2,4] [--beam_dir=DIR]
+  xdn-bench --mode=beam [--beam_images=16] [--beam_workers=1,2,4]
+      [--beam_dask_workers=1,2]
 
 Makes a folder of synthetic radiographs of mixed sizes (512^2 to 2048^2,
 half 16-bit PNG, half 12-bit DICOM; smooth anatomy-like ramps with
@@ -9,10 +10,13 @@ Gaussian noise; never a real patient's image), denoises it once with
 compilation cache, as a second run of either would), then times
 `xdn-denoise` and `xdn-beam` on the DirectRunner with
 `--direct_running_mode=multi_processing` and 1, 2, 4 ... worker processes,
-each a fresh process tree as a user starts it. Reported per run: wall
+each a fresh process tree as a user starts it, and on a Dask cluster of 1,
+2 ... worker processes (a `dask scheduler` and single-threaded `dask
+worker`s on localhost, started for each run; needs the dask extra). Reported per run: wall
 seconds, seconds per image and per megapixel, and the peak over the run of
 the summed resident memory of the whole process tree (sampled every 0.2 s
-with psutil, which Beam installs). Each Beam run's outputs are compared
+with psutil, which Beam installs); for Dask, also the largest peak of one
+worker. Each Beam run's outputs are compared
 with xdn-denoise's: identical bytes, else the largest pixel difference.
 """
 
@@ -60,24 +64,68 @@ class _PeakMemory:
     return self.peak
 
 
-def _timed(command: List[str]) -> Dict[str, Any]:
+def _timed(command: List[str], workers: Sequence[int] = ()
+           ) -> Dict[str, Any]:
+  """Runs `command`; its seconds and peak memory, with that of the
+  processes `workers` (pids of a cluster's workers) added."""
   start = time.perf_counter()
   process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
-  memory = _PeakMemory(process.pid)
+  memory = [_PeakMemory(pid) for pid in [process.pid, *workers]]
   _, stderr = process.communicate()
   seconds = time.perf_counter() - start
-  peak = memory.stop()
+  peaks = [m.stop() for m in memory]
   if process.returncode != 0:
     raise RuntimeError(f'{" ".join(command)} failed:\n{stderr[-3000:]}')
   # Other work on the machine slows a run: its 1-minute load average at
   # the end tells (about the core count when the run had them to itself).
-  return {'seconds': seconds, 'peak_rss_gb': peak / 2**30,
-          'load_average': os.getloadavg()[0]}
+  result = {'seconds': seconds, 'peak_rss_gb': sum(peaks) / 2**30,
+            'load_average': os.getloadavg()[0]}
+  if workers:
+    result['worker_peak_rss_gb'] = max(peaks[1:]) / 2**30
+  return result
+
+
+class _DaskCluster:
+  """A scheduler and `n` single-threaded worker processes on localhost."""
+
+  def __init__(self, n: int, folder: str):
+    python = sys.executable
+    scheduler_file = os.path.join(folder, 'scheduler.json')
+    log = open(os.path.join(folder, 'dask.log'), 'w')  # pylint: disable=consider-using-with
+    self._processes = [subprocess.Popen(
+        [python, '-m', 'distributed.cli.dask_scheduler', '--host',
+         '127.0.0.1', '--port', '0', '--dashboard-address', ':0',
+         '--scheduler-file', scheduler_file], stdout=log, stderr=log)]
+    deadline = time.time() + 120
+    while not os.path.exists(scheduler_file):
+      if time.time() > deadline:
+        raise RuntimeError(f'the Dask scheduler did not start; see {folder}')
+      time.sleep(0.2)
+    with open(scheduler_file) as f:
+      self.address = json.load(f)['address']
+    self.workers = []
+    for i in range(n):
+      worker = subprocess.Popen(
+          [python, '-m', 'distributed.cli.dask_worker', self.address,
+           '--nthreads', '1', '--no-nanny', '--dashboard-address', ':0',
+           '--name', f'w{i}', '--local-directory',
+           os.path.join(folder, f'w{i}')], stdout=log, stderr=log)
+      self._processes.append(worker)
+      self.workers.append(worker.pid)
+    from distributed import Client  # pylint: disable=g-import-not-at-top
+    with Client(self.address) as client:
+      client.wait_for_workers(n, timeout=120)
+
+  def close(self) -> None:
+    for process in reversed(self._processes):
+      process.kill()
+      process.wait()
 
 
 def benchmark(images: int = 16, workers: Sequence[int] = (1, 2, 4),
-              folder: Optional[str] = None) -> Dict[str, Any]:
+              folder: Optional[str] = None,
+              dask_workers: Sequence[int] = ()) -> Dict[str, Any]:
   """Times xdn-denoise and xdn-beam (see the module docstring)."""
   base = folder or tempfile.mkdtemp(prefix='xdn-beam-bench-')
   inputs = os.path.join(base, 'in')
@@ -101,6 +149,23 @@ def benchmark(images: int = 16, workers: Sequence[int] = (1, 2, 4),
     result['run'] = f'xdn-beam, {n} worker process{"es" if n > 1 else ""}'
     result['same_outputs'] = synthetic_folder.compare(out, reference)
     runs.append(result)
+  for n in dask_workers:
+    out = os.path.join(base, f'dask-{n}')
+    cluster_dir = os.path.join(base, f'dask-{n}-cluster')
+    os.makedirs(cluster_dir, exist_ok=True)
+    cluster = _DaskCluster(n, cluster_dir)
+    try:
+      result = _timed([python, '-m', 'xdn.beam', f'--input={inputs}',
+                       f'--output={out}', '--overwrite',
+                       '--runner=DaskRunner',
+                       f'--dask_client_address={cluster.address}'],
+                      cluster.workers)
+    finally:
+      cluster.close()
+    result['run'] = (f'xdn-beam on Dask, {n} worker'
+                     f'{"s" if n > 1 else ""}')
+    result['same_outputs'] = synthetic_folder.compare(out, reference)
+    runs.append(result)
   for result in runs:
     result['seconds_per_image'] = result['seconds'] / images
     result['seconds_per_megapixel'] = result['seconds'] / (pixels / 1e6)
@@ -110,20 +175,23 @@ def benchmark(images: int = 16, workers: Sequence[int] = (1, 2, 4),
 
 def markdown(results: Dict[str, Any]) -> str:
   """The results as the table in docs/beam.md."""
-  lines = ['| run | wall s | s / image | s / megapixel | peak RSS (GB, '
-           'all processes) | load average | outputs = xdn-denoise |',
-           '| --- | ---: | ---: | ---: | ---: | ---: | --- |']
+  lines = ['| run | wall s | images / s | s / megapixel | peak RSS (GB, '
+           'all processes) | peak RSS of one worker (GB) | load average | '
+           'outputs = xdn-denoise |',
+           '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |']
   for r in results['runs']:
     same = r.get('same_outputs')
     same = ('reference' if same is None else
             f'{same["identical"]}/{same["files"]} identical' +
             (f', max diff {same["max_pixel_difference"]:.1e}'
              if same['identical'] < same['files'] else ''))
+    worker = r.get('worker_peak_rss_gb')
     lines.append(f'| {r["run"]} | {r["seconds"]:.1f} | '
-                 f'{r["seconds_per_image"]:.2f} | '
+                 f'{1 / r["seconds_per_image"]:.2f} | '
                  f'{r["seconds_per_megapixel"]:.2f} | '
-                 f'{r["peak_rss_gb"]:.2f} | {r.get("load_average", 0):.1f} | '
-                 f'{same} |')
+                 f'{r["peak_rss_gb"]:.2f} | '
+                 f'{"" if worker is None else f"{worker:.2f}"} | '
+                 f'{r.get("load_average", 0):.1f} | {same} |')
   return '\n'.join(lines)
 
 

@@ -53,7 +53,10 @@ def define_flags() -> None:
   flags.DEFINE_integer('beam_images', 16, 'beam: radiographs of mixed sizes '
                        '(512^2 to 2048^2).')
   flags.DEFINE_list('beam_workers', ['1', '2', '4'], 'beam: worker process '
-                    'counts.')
+                    'counts of the DirectRunner.')
+  flags.DEFINE_list('beam_dask_workers', [], 'beam: also on a local Dask '
+                    'cluster of this many worker processes each, e.g. 1,2 '
+                    '(needs the dask extra).')
   flags.DEFINE_integer('folder_images', 16, 'folder: radiographs, cycling '
                        'through the sizes.')
   flags.DEFINE_list('folder_sizes', ['1024', '1760x2140', '2048', '2500'],
@@ -98,8 +101,12 @@ def main(argv: Sequence[str]) -> None:
     errors.require('apache_beam', 'beam', 'xdn-bench --mode=beam',
                    'apache-beam')
     from xdn.bench import beam_speed  # pylint: disable=g-import-not-at-top
-    results = beam_speed.benchmark(FLAGS.beam_images,
-                                   [int(n) for n in FLAGS.beam_workers])
+    if FLAGS.beam_dask_workers:
+      errors.require('distributed', 'dask', 'xdn-bench --beam_dask_workers',
+                     'apache-beam[dask]')
+    results = beam_speed.benchmark(
+        FLAGS.beam_images, [int(n) for n in FLAGS.beam_workers],
+        dask_workers=[int(n) for n in FLAGS.beam_dask_workers])
     print(json.dumps(results))
     print(beam_speed.markdown(results))
     return
