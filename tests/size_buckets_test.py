@@ -44,11 +44,15 @@ def test_pad_places_the_image_as_the_unet_pads_it():
 
 def _unet_variables(model, channels, seed=0):
   x = jnp.zeros((1, 32, 32, channels))
-  variables = model.init(jax.random.key(seed), x)
-  # Non-zero BatchNorm statistics and biases, so masking must undo them.
-  return jax.tree.map(
-      lambda v: v + 0.05 * jax.random.normal(jax.random.key(1), v.shape),
-      variables)
+
+  @jax.jit  # One program: op by op, init and the draws take a minute.
+  def make(key):
+    variables = model.init(key, x)
+    # Non-zero BatchNorm statistics and biases, so masking must undo them.
+    return jax.tree.map(
+        lambda v: v + 0.05 * jax.random.normal(jax.random.key(1), v.shape),
+        variables)
+  return make(jax.random.key(seed))
 
 
 @pytest.mark.parametrize('norm,down,use_bias,steps', [
@@ -62,28 +66,31 @@ def test_unet_inside_a_bucket_equals_the_unet_alone(norm, down, use_bias,
   model = unet.UNet(depth=3, base_width=4, norm=norm, down=down,
                     use_bias=use_bias)
   variables = _unet_variables(model, 1)
+  # Compiled, as inference runs it (op by op it takes minutes).
+  apply = jax.jit(model.apply, static_argnames='margin')
   rng = np.random.default_rng(1)
   for h, w in [(37, 50), (64, 40), (9, 70)]:
     image = rng.random((2, h, w, 1), np.float32)
-    alone = model.apply(variables, image)
+    alone = apply(variables, image)
     padded, valid = size_buckets.pad(image, 8, steps=steps)
     assert padded.shape[1:3] != (h, w)
-    inside = model.apply(variables, padded, valid=valid)
+    inside = apply(variables, padded, valid=valid)
     np.testing.assert_allclose(inside[:, :h, :w], alone, atol=2e-6)
     # Strips as wide as the bucket's margin are masked, not whole maps.
     margins = size_buckets.margins(padded.shape, 8, steps)
     assert all(m >= p - v for m, p, v in zip(margins, padded.shape[1:3],
                                                valid))
-    inside = model.apply(variables, padded, valid=valid, margin=margins)
+    inside = apply(variables, padded, valid=valid, margin=tuple(margins))
     np.testing.assert_allclose(inside[:, :h, :w], alone, atol=2e-6)
     # Without the mask the border pixels would differ: the test can fail.
-    unmasked = model.apply(variables, padded)
+    unmasked = apply(variables, padded)
     assert np.abs(unmasked[:, :h, :w] - alone).max() > 1e-3
 
 
 def test_unet_refuses_a_region_it_cannot_honour():
   model = unet.UNet(depth=2, base_width=4, norm='group')
-  variables = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 1)))
+  variables = jax.jit(model.init)(jax.random.key(0),
+                                  jnp.zeros((1, 16, 16, 1)))
   with pytest.raises(Exception, match='valid region'):
     model.apply(variables, jnp.zeros((1, 16, 16, 1)), valid=np.array([8, 8]))
   assert not models.takes_valid(ml_collections.ConfigDict(

@@ -302,3 +302,40 @@ def test_export_carries_the_calibrated_levels(tmp_path):
   assert strength.calibrated_levels(exported.config.inference) == {
       k: [(0.0, v)] for k, v in levels.items()}
   assert exported.strength == 'medium' and exported.strength_factor == 0.65
+
+
+def test_points_under_twice_the_clean_images_own_noise_give_no_factor():
+  """The clean images' own noise is anatomy to the observer, so a point
+  near it is biased against the denoiser: reported, left out of the
+  table, whose lowest point then holds below it."""
+  curve = lambda crossing: [
+      {'factor': f, 'npw_ratio': 1.0 - 0.1 * max(f - crossing, 0) / 0.1,
+       'cho_ratio': 1.0, 'transfer_mean': 1.0} for f in (0.3, 0.5, 0.7, 0.9)]
+  curves = {'weak': curve(0.3), 'mid': curve(0.6), 'strong': curve(0.5)}
+  points = [(0.0, 2.5, 'weak'), (0.0, 6.0, 'mid'), (0.0, 25.0, 'strong')]
+  table = strength_calibration.table_from_curves(points, curves,
+                                                 own_noise_sigma=1.6)
+  assert table['left_out'] == ['weak']
+  medium = table['levels']['medium']
+  assert [sigma for _, sigma, _ in medium] == [6.0, 25.0]
+  config = {'strength_levels': table['levels']}
+  assert strength.factor('medium', config, sigma=2.0) == pytest.approx(
+      medium[0][2])
+  # Without own noise every point counts.
+  every = strength_calibration.table_from_curves(points, curves)
+  assert every['left_out'] == [] and len(every['levels']['medium']) == 3
+
+
+def test_shipped_levels_are_a_table_over_noise_level_and_correlation():
+  with open(os.path.join(pretrained.FOLDER, pretrained.CONFIG)) as f:
+    saved = json.load(f)
+  levels = strength.calibrated_levels(saved['config']['inference'])
+  for level in ('low', 'medium', 'high'):
+    assert all(len(point) == 3 for point in levels[level])
+    assert len({point[0] for point in levels[level]}) >= 3  # Correlations.
+    assert len({point[1] for point in levels[level]}) >= 4  # Noise levels.
+  # Each stronger level tells at least as much noise at every point.
+  at = {l: {(r, s): f for r, s, f in levels[l]}
+        for l in ('low', 'medium', 'high')}
+  for milder, stronger in (('low', 'medium'), ('medium', 'high')):
+    assert all(at[stronger][p] >= at[milder][p] for p in at[milder])

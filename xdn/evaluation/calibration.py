@@ -177,23 +177,64 @@ def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
       clean, settings, methods, make_noisy, sizes=sizes, per_size=per_size,
       target_d_prime=target_d_prime, seed=seed, full=False,
       geometry=geometry)
-  curves, groups, levels, met = {}, {}, {}, {}
+  curves, groups, points = {}, {}, []
   for rho, sigma, labels in noise_groups(settings, estimate.level):
     name = point_name(rho, sigma)
     rows = [r for r in result['rows'] if r['setting'] in labels]
     curves[name] = _capped_curve(rows, factors, sizes)
     groups[name] = labels
+    points.append((rho, sigma, name))
+  own = own_noise(clean)
+  table = table_from_curves(points, curves, own)
+  return {**table, 'curves': curves, 'groups': groups,
+          'rows': result['rows'], 'sizes': list(sizes),
+          'target_d_prime': target_d_prime, 'own_noise_sigma': own,
+          'definitions': {level: strength_lib.definition(level)
+                          for level in strength_lib.LEVELS}}
+
+
+# A table point's noise must be at least this many times the clean
+# images' own noise (see `table_from_curves`).
+MIN_OVER_OWN_NOISE = 2.0
+
+
+def own_noise(clean: Sequence[np.ndarray]) -> float:
+  """The noise the 'clean' images hold of their own (std at mid grey,
+  0-255; the geometric mean over images): 8-bit radiographs carry their
+  detector's, sigma ~2."""
+  levels = [max(noise_estimation.estimate_noise(
+      np.asarray(c, np.float32)).std_at(), 1e-3) for c in clean]
+  return round(float(np.exp(np.mean(np.log(levels)))), 2)
+
+
+def table_from_curves(points: Sequence[Tuple[float, float, str]],
+                      curves: Dict[str, List[Dict[str, float]]],
+                      own_noise_sigma: float = 0.0) -> Dict[str, Any]:
+  """Each level's table [[rho, sigma, factor], ...] from the curves of the
+  points (rho, sigma, name), and whether each point met each level's
+  floors.
+
+  A point whose noise is under MIN_OVER_OWN_NOISE x the clean images' own
+  noise is measured and reported but gives the table no factor: there the
+  denoiser also removes the clean images' own noise, which the observer
+  counts as anatomy (it is the same in every draw), so the lesion figures
+  are biased against it. The table's lowest point then holds below it.
+  """
+  levels: Dict[str, Any] = {}
+  met: Dict[str, bool] = {}
+  floor = MIN_OVER_OWN_NOISE * own_noise_sigma
+  usable = [p for p in points if p[1] >= floor] or list(points)
+  for rho, sigma, name in usable:
     found = levels_from_curve(curves[name])
     for level, value in found['levels'].items():
-      levels.setdefault(level, []).append([rho, sigma, value])
+      if level != 'full':
+        levels.setdefault(level, []).append([rho, sigma, value])
     for level, value in found['floors_met'].items():
       met[f'{level} ({name})'] = value
   levels['full'] = 1.0
-  return {'levels': levels, 'floors_met': met, 'curves': curves,
-          'groups': groups, 'rows': result['rows'], 'sizes': list(sizes),
-          'target_d_prime': target_d_prime,
-          'definitions': {level: strength_lib.definition(level)
-                          for level in strength_lib.LEVELS}}
+  left_out = [name for rho, sigma, name in points
+              if (rho, sigma, name) not in usable]
+  return {'levels': levels, 'floors_met': met, 'left_out': left_out}
 
 
 def point_name(rho: float, sigma: float) -> str:
@@ -209,8 +250,14 @@ def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> str:
   atomic.write_json(payload, os.path.join(out_dir, strength_lib.LEVELS_FILE),
                     indent=1)
   lines = []
+  left_out = set(result.get('left_out', ()))
   for name, curve in result['curves'].items():
-    lines += [f"Noise {name} ({', '.join(result['groups'][name])}):", '',
+    note = (f' (left out of the table: under {MIN_OVER_OWN_NOISE:g} x the '
+            "clean images' own noise, sigma "
+            f"{result.get('own_noise_sigma', 0):.1f})"
+            if name in left_out else '')
+    lines += [f"Noise {name} ({', '.join(result['groups'][name])}){note}:",
+              '',
               '| factor s | PSNR / SSIM | NPW d′ ratio | CHO d′ ratio | '
               'transfer mean / p10 |', '|---|---|---|---|---|']
     for row in curve:
