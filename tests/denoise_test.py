@@ -2,6 +2,7 @@
 trip, tiling, failures that are not fatal."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -337,6 +338,8 @@ def test_example_runs_as_the_readme_says(tmp_path):
   # ... while the image stays the same picture.
   assert np.abs(after - before).mean() < 0.01 * 65535
   assert 'Estimated noise' in result.stderr and 'correlation' in result.stderr
+  # The factor this image's noise got from the calibrated table.
+  assert re.search(r'told 0\.\d\d x it \(strength medium\)', result.stderr)
 
 
 @pytest.mark.parametrize('text,sigma,rho', [

@@ -31,6 +31,26 @@ def example_folder(tmp_path_factory):
   return str(folder)
 
 
+def test_lesions_that_leave_no_room_for_discs_give_no_ttf_not_an_error():
+  """Many lesions on a small image take every site: the report still
+  comes, its TTF columns empty (nan)."""
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  clean = [np.clip(0.5 + ndimage.gaussian_filter(rng.normal(0, 0.4, (384,
+                                                                      384)), 8),
+                   0.1, 0.9).astype(np.float32)]
+  make = lambda image, setting, index: np.clip(image + np.random.default_rng(
+      index).normal(0, 0.05, image.shape), 0, 1).astype(np.float32)
+  result = fidelity_report.evaluate_fidelity(
+      clean, [spec.NoiseSpec('gaussian', 12.75)],
+      {'blur': lambda n, s: ndimage.gaussian_filter(n, 1.0)}, make,
+      sizes=(3.0,), per_size=100, discs=6, disc_radius=10.0)
+  rows = {r['method']: r for r in result['rows']}
+  assert np.isnan(rows['blur']['ttf_low_f50'])
+  assert np.isnan(rows['blur']['ttf_high_f10'])
+  assert rows['blur']['npw_ratio'] > 0  # The lesion figures are there.
+
+
 def test_identity_and_blur_in_the_report():
   """The noisy input scores itself 1; a blur keeps less noise, shifts the
   NPS down and loses faint lesions, in every figure at once."""

@@ -176,6 +176,10 @@ def evaluate_fidelity(clean: Sequence[np.ndarray], settings: Sequence[Any],
             ('low', out_signal, low, 'discs_low'),
             ('high', out_high, high, 'discs_high')):
           centres = [s for p in plans for s in p[key]]
+          if not centres:  # The lesions left no room for a disc.
+            row[f'ttf_{label}_f50'] = row[f'ttf_{label}_f10'] = float('nan')
+            ttfs[label] = ([], [])
+            continue
           measured = [o - a for o, a in zip(outs, out1)]
           owners = [i for i, p in enumerate(plans) for _ in p[key]]
           result = image_quality.ttf(

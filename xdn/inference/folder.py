@@ -194,8 +194,12 @@ def denoise_files(denoiser: Any, inputs: Sequence[str], out_dir: str, *,
               inputs=input_files, written=claimed)
           result.shape = radiograph.pixels.shape
           if noise_level is None and level is not None:
-            # Logged here: the log stays in order.
-            logging.info('Estimated noise: %s', level.describe())
+            # Logged here: the log stays in order. A calibrated level's
+            # factor depends on the image's noise: the one it got.
+            logging.info('Estimated noise: %s; told %.2f x it (strength %s)',
+                         level.describe(),
+                         denoiser.strength_factors([level], 1)[0],
+                         denoiser.strength)
           denoised = denoise_image(denoiser, radiograph.pixels,
                                    noise_level=level, **denoise_kwargs)
           claimed.add(os.path.realpath(result.target))
