@@ -324,6 +324,19 @@ def test_points_under_twice_the_clean_images_own_noise_give_no_factor():
   # Without own noise every point counts.
   every = strength_calibration.table_from_curves(points, curves)
   assert every['left_out'] == [] and len(every['levels']['medium']) == 3
+  # A point where no factor keeps medium's definition gives medium no
+  # factor (its neighbours hold there) but still gives high one.
+  curves['hopeless'] = [dict(row, npw_ratio=0.92)
+                        for row in curve(0.3)]
+  table = strength_calibration.table_from_curves(
+      points + [(0.0, 50.0, 'hopeless')], curves, own_noise_sigma=1.6)
+  assert [s for _, s, _ in table['levels']['medium']] == [6.0, 25.0]
+  assert [s for _, s, _ in table['levels']['high']] == [6.0, 25.0, 50.0]
+  assert table['floors_met']['medium (hopeless)'] is False
+  # Where no point of a correlation meets it, the smallest factor stands.
+  only = strength_calibration.table_from_curves(
+      [(0.0, 50.0, 'hopeless')], curves)
+  assert only['levels']['medium'] == [[0.0, 50.0, 0.3]]
 
 
 def test_shipped_levels_are_a_table_over_noise_level_and_correlation():

@@ -219,18 +219,31 @@ def table_from_curves(points: Sequence[Tuple[float, float, str]],
   denoiser also removes the clean images' own noise, which the observer
   counts as anatomy (it is the same in every draw), so the lesion figures
   are biased against it. The table's lowest point then holds below it.
+  A point where no measured factor meets a level's floors gives that level
+  no factor either, unless no point of its correlation does (then the
+  smallest factor, as `levels_from_curve` gives it): its neighbours hold
+  there, and `floors_met` says which points could not be met.
   """
-  levels: Dict[str, Any] = {}
   met: Dict[str, bool] = {}
   floor = MIN_OVER_OWN_NOISE * own_noise_sigma
   usable = [p for p in points if p[1] >= floor] or list(points)
+  # level -> rho -> [(sigma, factor, floors met)].
+  found_at: Dict[str, Dict[float, List[Tuple[float, float, bool]]]] = {}
   for rho, sigma, name in usable:
     found = levels_from_curve(curves[name])
-    for level, value in found['levels'].items():
-      if level != 'full':
-        levels.setdefault(level, []).append([rho, sigma, value])
     for level, value in found['floors_met'].items():
       met[f'{level} ({name})'] = value
+      found_at.setdefault(level, {}).setdefault(rho, []).append(
+          (sigma, found['levels'][level], value))
+  levels: Dict[str, Any] = {}
+  for level, by_rho in found_at.items():
+    for rho, rows in sorted(by_rho.items()):
+      # Where no factor keeps the level's definition (the smallest one
+      # measured stands there), the points of this correlation that do
+      # decide; only where none does is the smallest factor kept.
+      kept_rows = [r for r in rows if r[2]] or rows
+      levels.setdefault(level, []).extend(
+          [rho, sigma, value] for sigma, value, _ in kept_rows)
   levels['full'] = 1.0
   left_out = [name for rho, sigma, name in points
               if (rho, sigma, name) not in usable]
