@@ -142,3 +142,15 @@ def test_failures_as_results_name_the_image_instead_of_failing_the_batch():
   strict = raising.load_model()
   with pytest.raises(Exception):
     strict.denoise([bad])
+
+
+def test_a_worker_process_loads_each_model_once(handler, loaded):
+  """Runners that set up RunInference per bundle (DaskRunner: per
+  partition) get the loaded model again; other settings load their own."""
+  assert handler.load_model() is loaded
+  twin = handler_lib.XdnModelHandler('pretrained', precision='float32')
+  other = handler_lib.XdnModelHandler('pretrained', precision='float32',
+                                      strength='full')
+  assert twin.load_model() is loaded  # The same settings: the same model.
+  assert other.load_model() is not loaded
+  assert other.load_model().denoiser.strength == 'full'

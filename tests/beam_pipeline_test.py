@@ -221,3 +221,16 @@ def test_dask_runner_by_its_short_name_or_one_line_naming_the_extra(
   with pytest.raises(errors.MissingExtra, match=r'xdn\[dask\]') as e:
     pipeline.runner_arguments(['--runner=DaskRunner'])
   assert '\n' not in str(e.value)
+
+
+def test_names_checked_in_the_launcher_as_in_the_pipeline(tmp_path):
+  """The DaskRunner's inputs are checked before the run: the same records
+  as the pipeline's own grouping gives."""
+  settings = pipeline.Settings(str(tmp_path / 'out'), '/in')
+  records = pipeline.check_names(
+      ['/in/a.png', '/in/b.png', '/in/b.tif', '/in/c.dcm'], settings)
+  assert [r for r in records if r[0] == pipeline.PATH] == [
+      (pipeline.PATH, '/in/a.png'), (pipeline.PATH, '/in/c.dcm')]
+  failed = dict(r[1] for r in records if r[0] == pipeline.FAILED_KIND)
+  assert sorted(failed) == ['/in/b.png', '/in/b.tif']
+  assert 'would be written for 2 inputs' in failed['/in/b.tif']

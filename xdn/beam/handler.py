@@ -125,6 +125,11 @@ def accelerator_installed() -> bool:
              for name in _ACCELERATOR_PLUGINS)
 
 
+# The denoisers this process loaded, by the handler's settings
+# (`XdnModelHandler.load_model`).
+_LOADED: Dict[tuple, 'LoadedDenoiser'] = {}
+
+
 class XdnModelHandler(base.ModelHandler[np.ndarray, base.PredictionResult,
                                         LoadedDenoiser]):
   """RunInference with an xdn denoiser (see the module docstring).
@@ -187,7 +192,22 @@ class XdnModelHandler(base.ModelHandler[np.ndarray, base.PredictionResult,
     self._compile_cache = compile_cache
     self._failures_as_results = failures_as_results
 
+  def _key(self) -> tuple:
+    return (self._model, self._checkpoint, self._precision, self._strength,
+            repr(self._noise_level), tuple(sorted(self._denoise_kwargs.items())),
+            self._ensemble_max_pixels, self._compile_cache,
+            self._failures_as_results)
+
   def load_model(self) -> LoadedDenoiser:
+    """The denoiser, loaded once per worker process: runners that set a
+    step up for every bundle (Beam's DaskRunner does, for each partition)
+    get the one already loaded instead of loading it again."""
+    key = self._key()
+    if key not in _LOADED:
+      _LOADED[key] = self._load()
+    return _LOADED[key]
+
+  def _load(self) -> LoadedDenoiser:
     """Loads the denoiser in this worker (XLA flags first, as the CLIs)."""
     from xdn.workdir import checkpoints  # pylint: disable=g-import-not-at-top
     from xdn.io import radiographs as radiograph_io  # pylint: disable=g-import-not-at-top

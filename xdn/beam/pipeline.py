@@ -395,22 +395,29 @@ class DenoiseArchive(beam.PTransform):
 
   def __init__(self, settings: Settings,
                model_handler: handler_lib.XdnModelHandler,
-               accept: Callable[[str], bool] = lambda path: True):
+               accept: Callable[[str], bool] = lambda path: True,
+               checked: bool = False):
+    """`checked`: the input is already records of `check_names` (the
+    files taken and refused), not paths."""
     super().__init__()
     self._settings = settings
     self._handler = model_handler
     self._accept = accept
+    self._checked = checked
 
   def expand(self, paths):
     settings = self._settings
-    named = (paths
-             | 'Readable' >> beam.Filter(self._accept)
-             | 'ByOutputName' >> beam.Map(
-                 lambda p: (settings.guessed_target(p), p))
-             # Also spreads the files over the workers: MatchFiles gives
-             # them all in one bundle.
-             | 'GroupByOutputName' >> beam.GroupByKey()
-             | 'OneInputPerOutput' >> beam.FlatMap(_refuse_shared_names))
+    if self._checked:
+      named = paths  # Records ('path' | 'failed', ...) from `check_names`.
+    else:
+      named = (paths
+               | 'Readable' >> beam.Filter(self._accept)
+               | 'ByOutputName' >> beam.Map(
+                   lambda p: (settings.guessed_target(p), p))
+               # Also spreads the files over the workers: MatchFiles gives
+               # them all in one bundle.
+               | 'GroupByOutputName' >> beam.GroupByKey()
+               | 'OneInputPerOutput' >> beam.FlatMap(_refuse_shared_names))
     decoded = (named
                | 'InputPaths' >> beam.FlatMap(_only, PATH)
                | 'Open' >> fileio.ReadMatches()
@@ -561,14 +568,17 @@ def build(pipeline: beam.Pipeline, options: XdnOptions
   against them)."""
   settings, pattern, folder = check_options(options)
   handler = build_handler(options)
-  if options.view_as(pipeline_options.StandardOptions).runner == DASK_RUNNER:
-    paths = _dask_paths(pipeline, options, pattern)
+  accept = _accept_radiographs if folder else _not_temporary
+  dask = (options.view_as(pipeline_options.StandardOptions).runner ==
+          DASK_RUNNER)
+  if dask:
+    paths = _dask_inputs(pipeline, options, settings, pattern, accept)
   else:
     paths = (pipeline
              | 'Match' >> fileio.MatchFiles(pattern)
              | 'Paths' >> beam.Map(lambda m: m.path))
-  accept = _accept_radiographs if folder else _not_temporary
-  tables = paths | 'Denoise' >> DenoiseArchive(settings, handler, accept)
+  tables = paths | 'Denoise' >> DenoiseArchive(settings, handler, accept,
+                                                checked=dask)
   tables | 'WriteTables' >> WriteTables(settings.output)
   return settings.output, pattern, accept
 
@@ -582,20 +592,37 @@ def _not_temporary(path: str) -> bool:
 MAX_DASK_PARTITIONS = 10_000
 
 
-def _dask_paths(pipeline: beam.Pipeline, options: XdnOptions,
-                pattern: str):
-  """The matched paths for the DaskRunner: listed here and created in
-  partitions of one file (up to MAX_DASK_PARTITIONS), since the runner
-  keeps a step's partitions as its input had them, and MatchFiles would
-  give all files in one partition (one worker busy, the others idle).
-  --dask_npartitions or --dask_partition_size, when given, decide."""
+def check_names(paths: Sequence[str], settings: Settings
+                ) -> List[Tuple[str, Any]]:
+  """The records `_refuse_shared_names` gives, for a list of paths: each
+  path whose output name is its own, and a failure for each that shares
+  one."""
+  by_name: Dict[str, List[str]] = {}
+  for path in paths:
+    by_name.setdefault(settings.guessed_target(path), []).append(path)
+  return [record for item in sorted(by_name.items())
+          for record in _refuse_shared_names(item)]
+
+
+def _dask_inputs(pipeline: beam.Pipeline, options: XdnOptions,
+                 settings: Settings, pattern: str,
+                 accept: Callable[[str], bool]):
+  """The inputs for the DaskRunner, listed and checked here (`check_names`)
+  and created in partitions of one file each (up to MAX_DASK_PARTITIONS).
+
+  The runner keeps a step's partitions as its input had them: MatchFiles
+  would give all files in one partition, so one task would hold them all.
+  Checking the names here also spares the run a shuffle before its first
+  step. --dask_npartitions or --dask_partition_size, when given, decide."""
   from apache_beam.runners.dask import dask_runner  # pylint: disable=g-import-not-at-top
-  paths = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+  paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list
+                 if accept(m.path))
+  records = check_names(paths, settings)
   dask_options = options.view_as(dask_runner.DaskOptions)
   if not (dask_options.npartitions or dask_options.partition_size):
     dask_options.partition_size = max(
-        1, -(-len(paths) // MAX_DASK_PARTITIONS))
-  return pipeline | 'Paths' >> beam.Create(sorted(paths))
+        1, -(-len(records) // MAX_DASK_PARTITIONS))
+  return pipeline | 'Inputs' >> beam.Create(records)
 
 
 def count(output: str) -> Dict[str, int]:
