@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+from scipy import ndimage
 import pytest
 
 from xdn.evaluation import fidelity as fidelity_report
@@ -31,16 +32,22 @@ def example_folder(tmp_path_factory):
   return str(folder)
 
 
-def test_lesions_that_leave_no_room_for_discs_give_no_ttf_not_an_error():
-  """Many lesions on a small image take every site: the report still
-  comes, its TTF columns empty (nan)."""
-  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+def _smooth_image_and_noise():
+  """A smooth 384² stand-in image and its noise (std 0.05, one draw per
+  index)."""
   rng = np.random.default_rng(0)
   clean = [np.clip(0.5 + ndimage.gaussian_filter(rng.normal(0, 0.4, (384,
                                                                       384)), 8),
                    0.1, 0.9).astype(np.float32)]
   make = lambda image, setting, index: np.clip(image + np.random.default_rng(
       index).normal(0, 0.05, image.shape), 0, 1).astype(np.float32)
+  return clean, make
+
+
+def test_lesions_that_leave_no_room_for_discs_give_no_ttf_not_an_error():
+  """Many lesions on a small image take every site: the report still
+  comes, its TTF columns empty (nan)."""
+  clean, make = _smooth_image_and_noise()
   result = fidelity_report.evaluate_fidelity(
       clean, [spec.NoiseSpec('gaussian', 12.75)],
       {'blur': lambda n, s: ndimage.gaussian_filter(n, 1.0)}, make,
@@ -54,13 +61,7 @@ def test_lesions_that_leave_no_room_for_discs_give_no_ttf_not_an_error():
 def test_identity_and_blur_in_the_report():
   """The noisy input scores itself 1; a blur keeps less noise, shifts the
   NPS down and loses faint lesions, in every figure at once."""
-  from scipy import ndimage  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(0)
-  clean = [np.clip(0.5 + ndimage.gaussian_filter(rng.normal(0, 0.4, (384,
-                                                                      384)), 8),
-                   0.1, 0.9).astype(np.float32)]
-  make = lambda image, setting, index: np.clip(image + np.random.default_rng(
-      index).normal(0, 0.05, image.shape), 0, 1).astype(np.float32)
+  clean, make = _smooth_image_and_noise()
   methods = {'blur': lambda n, s: ndimage.gaussian_filter(n, 1.5)}
   result = fidelity_report.evaluate_fidelity(
       clean, [spec.NoiseSpec('gaussian', 12.75)], methods, make,
