@@ -16,7 +16,6 @@ and dask extras (`pip install "xdn[beam,dask]"`).
 """
 
 import csv
-import json
 import os
 import pathlib
 import signal
@@ -32,9 +31,10 @@ pytest.importorskip('apache_beam')
 pytest.importorskip('distributed')
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from tests import beam_fixtures as bf
+from xdn.bench import dask_cluster
 from xdn.io import images as image_io
 
-STARTUP_SECONDS = 120
+STARTUP_SECONDS = dask_cluster.STARTUP_SECONDS
 
 
 def _free_port() -> int:
@@ -64,52 +64,6 @@ def _stop(process: subprocess.Popen) -> None:
   process.wait(timeout=60)
 
 
-class DaskCluster:
-  """A scheduler and named single-threaded workers, each its own process
-  (no nanny: a killed worker stays dead, as a lost node does)."""
-
-  def __init__(self, folder: pathlib.Path, workers: int = 2):
-    self.folder = folder
-    self.scheduler_file = folder / 'scheduler.json'
-    self.scheduler = _start(
-        ['-m', 'distributed.cli.dask_scheduler', '--host', '127.0.0.1',
-         '--port', '0', '--dashboard-address', ':0',
-         '--scheduler-file', str(self.scheduler_file)],
-        folder / 'scheduler.log')
-    self.workers = {}
-    self._wait_for(lambda: self.scheduler_file.exists(), 'the scheduler')
-    for i in range(workers):
-      self.add_worker(f'w{i}')
-
-  @property
-  def address(self) -> str:
-    return json.loads(self.scheduler_file.read_text())['address']
-
-  def add_worker(self, name: str) -> None:
-    self.workers[name] = _start(
-        ['-m', 'distributed.cli.dask_worker', self.address, '--name', name,
-         '--nthreads', '1', '--no-nanny', '--dashboard-address', ':0',
-         '--local-directory', str(self.folder / name)],
-        self.folder / f'{name}.log')
-    self._wait_for(lambda: 'Registered to' in (
-        self.folder / f'{name}.log').read_text(), f'worker {name}')
-
-  def _wait_for(self, ready, what: str) -> None:
-    deadline = time.time() + STARTUP_SECONDS
-    while not ready():
-      if time.time() > deadline or self.scheduler.poll() is not None:
-        raise RuntimeError(f'{what} did not start; see {self.folder}')
-      time.sleep(0.2)
-
-  def kill(self, name: str) -> None:
-    os.kill(self.workers[name].pid, signal.SIGKILL)
-    self.workers[name].wait(timeout=60)
-
-  def close(self) -> None:
-    for process in [*self.workers.values(), self.scheduler]:
-      _stop(process)
-
-
 @pytest.fixture(scope='module')
 def archive(tmp_path_factory):
   return bf.make_archive(tmp_path_factory.mktemp('archive'), twins=False)
@@ -127,7 +81,8 @@ def reference(archive, tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def cluster(tmp_path_factory):
-  cluster = DaskCluster(tmp_path_factory.mktemp('dask'))
+  cluster = dask_cluster.LocalDaskCluster(
+      str(tmp_path_factory.mktemp('dask')), 2, env=bf.environment())
   yield cluster
   cluster.close()
 
@@ -214,7 +169,7 @@ def test_dask_worker_killed_mid_run_then_one_rerun(cluster, tmp_path):
   assert sorted(r['input'] for r in rows) == sorted(
       str(folder / f'{i:02d}.png') for i in range(count)), (
           first, [(r['input'][-6:], r['status']) for r in rows],
-          stderr[-3000:], (cluster.folder / 'scheduler.log').read_text()[-6000:])
+          stderr[-3000:])
   assert (out / 'xdn_failed.txt').read_text() == ''
 
 

@@ -196,7 +196,11 @@ def test_tables_keep_one_line_per_input_and_runs_check_their_inputs(
       pipeline.ROW, [row(str(folder / 'a.png'), 'written'),
                      row(str(folder / 'b.png'), 'skipped')]))
   (out / 'xdn_failed.txt').write_text(f'{folder / "c.png"}\twhy\n')
-  assert pipeline.unaccounted(str(out), f'{folder}/*.png',
+  rows, failed = pipeline.read_tables(str(out))
+  assert failed == [str(folder / 'c.png')]
+  assert pipeline.count(rows, failed) == {
+      'written': 1, 'unchanged': 0, 'skipped': 1, 'failures': 1}
+  assert pipeline.unaccounted(rows, failed, f'{folder}/*.png',
                               lambda p: True) == [str(folder / 'd.png')]
 
 

@@ -194,7 +194,8 @@ class XdnModelHandler(base.ModelHandler[np.ndarray, base.PredictionResult,
 
   def _key(self) -> tuple:
     return (self._model, self._checkpoint, self._precision, self._strength,
-            repr(self._noise_level), tuple(sorted(self._denoise_kwargs.items())),
+            repr(self._noise_level),
+            tuple(sorted(self._denoise_kwargs.items())),
             self._ensemble_max_pixels, self._compile_cache,
             self._failures_as_results)
 

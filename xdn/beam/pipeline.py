@@ -11,9 +11,10 @@ worker processes), on a Dask cluster (`--runner=DaskRunner
 [--dask_client_address=tcp://HOST:8786]`, the dask extra), on Beam's
 portable runner (`--runner=PortableRunner --job_endpoint=...`, the path of
 the Flink and Spark job servers) and, changed by pipeline options only, on
-Flink, Spark or Dataflow (docs/beam.md). Inputs are a glob (Beam's: `*` stays inside a
-folder, `**` crosses folders) or a folder (everything xdn reads under it),
-on any file system Beam has installed (local, gs://, s3://, hdfs://).
+Flink, Spark or Dataflow (docs/beam.md). Inputs are a glob (Beam's: `*`
+stays inside a folder, `**` crosses folders) or a folder (everything xdn
+reads under it), on any file system Beam has installed (local, gs://,
+s3://, hdfs://).
 
   match files -> group by output name (refuses two inputs with one output;
   spreads the files over the workers) -> decode (xdn's readers) ->
@@ -52,7 +53,8 @@ import logging
 import os
 import sys
 import tempfile
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional,
+                    Sequence, Tuple)
 
 import apache_beam as beam
 from apache_beam import metrics
@@ -211,10 +213,14 @@ def read_radiograph(path: str, description: str,
       raise ValueError(str(e).replace(copy, path)) from e
 
 
+def one_line(text: str) -> str:
+  """`text` on one line, whatever it held."""
+  return ' '.join(text.split())
+
+
 def failure_reason(path: str, error: BaseException) -> str:
   """One line: what went wrong with `path`, as xdn-denoise words it."""
-  message = outputs.failure_message(error)
-  return ' '.join(message.split())  # One line whatever the message held.
+  return one_line(outputs.failure_message(error))
 
 
 # ------------------------------------------------------------ the steps
@@ -297,7 +303,7 @@ class Write(beam.DoFn):
     path, prediction = element
     result: handler_lib.DenoisedImage = prediction.inference
     if result.error:
-      yield FAILED_KIND, (path, ' '.join(result.error.split()))
+      yield FAILED_KIND, (path, one_line(result.error))
       return
     settings = self._settings
     try:
@@ -349,10 +355,11 @@ def _failure_line(item: Tuple[str, str]) -> Tuple[str, str]:
 _STATUS_RANK = {'written': 0, 'unchanged': 1, 'skipped': 2}
 
 
-def _line_input(kind: str, line: str) -> str:
+def _line_fields(kind: str, line: str) -> List[str]:
+  """A results line's columns, or a failure line's (input, reason)."""
   if kind == ROW:
-    return next(csv.reader([line]))[0]
-  return line.split('\t', 1)[0]
+    return next(csv.reader([line]))
+  return line.split('\t', 1)
 
 
 def _table_text(kind: str, lines: Iterable[Optional[str]]) -> str:
@@ -366,9 +373,9 @@ def _table_text(kind: str, lines: Iterable[Optional[str]]) -> str:
   for line in lines:
     if line is None:
       continue
-    path = _line_input(kind, line)
-    rank = (_STATUS_RANK.get(next(csv.reader([line]))[2], 3)
-            if kind == ROW else 0, line)
+    fields = _line_fields(kind, line)
+    path = fields[0]
+    rank = (_STATUS_RANK.get(fields[2], 3) if kind == ROW else 0, line)
     if path not in best or rank < best[path]:
       best[path] = rank
   text = [best[path][1] for path in sorted(best)]
@@ -625,30 +632,35 @@ def _dask_inputs(pipeline: beam.Pipeline, options: XdnOptions,
   return pipeline | 'Inputs' >> beam.Create(records)
 
 
-def count(output: str) -> Dict[str, int]:
-  """What a finished run's side files say: inputs written, unchanged,
-  skipped and failed (read from the files, so that it holds on runners
-  without Beam metrics, such as the DaskRunner)."""
-  counts = dict.fromkeys(('written', 'unchanged', 'skipped', 'failures'), 0)
+def read_tables(output: str) -> Tuple[List[Dict[str, str]], List[str]]:
+  """A finished run's side files: the results rows (dicts by column) and
+  the failed inputs."""
   text = _read_bytes(FileSystems.join(output, RESULTS + '.csv')).decode()
-  for row in csv.DictReader(io.StringIO(text)):
+  rows = list(csv.DictReader(io.StringIO(text)))
+  failed = _read_bytes(FileSystems.join(output, FAILED + '.txt')).decode()
+  return rows, [_line_fields(FAILED_KIND, line)[0]
+                for line in failed.splitlines() if line]
+
+
+def count(rows: Sequence[Dict[str, str]], failed: Sequence[str]
+          ) -> Dict[str, int]:
+  """Inputs written, unchanged, skipped and failed, from the side files
+  (`read_tables`), so that it holds on runners without Beam metrics, such
+  as the DaskRunner."""
+  counts = dict.fromkeys(('written', 'unchanged', 'skipped', 'failures'), 0)
+  for row in rows:
     if row['status'] in counts:
       counts[row['status']] += 1
-  failed = _read_bytes(FileSystems.join(output, FAILED + '.txt')).decode()
-  counts['failures'] = sum(1 for line in failed.splitlines() if line)
+  counts['failures'] = len(failed)
   return counts
 
 
-def unaccounted(output: str, pattern: str,
-                accept: Callable[[str], bool]) -> List[str]:
+def unaccounted(rows: Sequence[Dict[str, str]], failed: Sequence[str],
+                pattern: str, accept: Callable[[str], bool]) -> List[str]:
   """The inputs the glob matches that neither the results table nor the
   failures name: a run that lost them (a worker lost where the runner
   could not make up for it) must be run again with --skip_existing."""
-  named = set()
-  for name, kind in ((RESULTS + '.csv', ROW), (FAILED + '.txt', FAILED_KIND)):
-    text = _read_bytes(FileSystems.join(output, name)).decode()
-    lines = text.splitlines()[1 if kind == ROW else 0:]
-    named.update(_line_input(kind, line) for line in lines if line)
+  named = {row['input'] for row in rows} | set(failed)
   matched = FileSystems.match([pattern])[0].metadata_list
   return sorted(m.path for m in matched
                 if accept(m.path) and m.path not in named)
@@ -666,12 +678,11 @@ def runner_arguments(argv: Sequence[str]) -> list:
   that installs it."""
   argv = list(argv)
   for i, arg in enumerate(argv):
-    value = None
     if arg.startswith('--runner='):
-      value = arg.split('=', 1)[1]
-    elif arg == '--runner' and i + 1 < len(argv):
-      value, i = argv[i + 1], i + 1
-    if value is None:
+      prefix, value = '--runner=', arg.split('=', 1)[1]
+    elif i > 0 and argv[i - 1] == '--runner':  # --runner NAME
+      prefix, value = '', arg
+    else:
       continue
     runner = _RUNNER_NAMES.get(value.lower(), value)
     if runner == DASK_RUNNER:
@@ -679,7 +690,7 @@ def runner_arguments(argv: Sequence[str]) -> list:
                      'apache-beam[dask]')
       errors.require('apache_beam.runners.dask.dask_runner', 'dask',
                      'xdn-beam --runner=DaskRunner', 'apache-beam[dask]')
-    argv[i] = runner if argv[i] == value else f'--runner={runner}'
+    argv[i] = prefix + runner
   return argv
 
 
@@ -695,12 +706,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   pipeline = beam.Pipeline(options=options)
   output, pattern, accept = build(pipeline, xdn_options)
   pipeline.run().wait_until_finish()
-  counts = count(output)
+  rows, failed = read_tables(output)
+  counts = count(rows, failed)
   logging.info('xdn-beam: %s written, %s unchanged, %s skipped, %s failed; '
                'results in %s, failures in %s', *counts.values(),
                FileSystems.join(output, RESULTS + '.csv'),
                FileSystems.join(output, FAILED + '.txt'))
-  missing = unaccounted(output, pattern, accept)
+  missing = unaccounted(rows, failed, pattern, accept)
   if missing:
     logging.error('xdn-beam: %d inputs have no result (the runner lost '
                   'them, e.g. with a worker), such as %s; run again with '

@@ -29,6 +29,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from xdn.bench import dask_cluster
 from xdn.bench import synthetic_folder
 
 class _PeakMemory:
@@ -86,43 +87,6 @@ def _timed(command: List[str], workers: Sequence[int] = ()
   return result
 
 
-class _DaskCluster:
-  """A scheduler and `n` single-threaded worker processes on localhost."""
-
-  def __init__(self, n: int, folder: str):
-    python = sys.executable
-    scheduler_file = os.path.join(folder, 'scheduler.json')
-    log = open(os.path.join(folder, 'dask.log'), 'w')  # pylint: disable=consider-using-with
-    self._processes = [subprocess.Popen(
-        [python, '-m', 'distributed.cli.dask_scheduler', '--host',
-         '127.0.0.1', '--port', '0', '--dashboard-address', ':0',
-         '--scheduler-file', scheduler_file], stdout=log, stderr=log)]
-    deadline = time.time() + 120
-    while not os.path.exists(scheduler_file):
-      if time.time() > deadline:
-        raise RuntimeError(f'the Dask scheduler did not start; see {folder}')
-      time.sleep(0.2)
-    with open(scheduler_file) as f:
-      self.address = json.load(f)['address']
-    self.workers = []
-    for i in range(n):
-      worker = subprocess.Popen(
-          [python, '-m', 'distributed.cli.dask_worker', self.address,
-           '--nthreads', '1', '--no-nanny', '--dashboard-address', ':0',
-           '--name', f'w{i}', '--local-directory',
-           os.path.join(folder, f'w{i}')], stdout=log, stderr=log)
-      self._processes.append(worker)
-      self.workers.append(worker.pid)
-    from distributed import Client  # pylint: disable=g-import-not-at-top
-    with Client(self.address) as client:
-      client.wait_for_workers(n, timeout=120)
-
-  def close(self) -> None:
-    for process in reversed(self._processes):
-      process.kill()
-      process.wait()
-
-
 def benchmark(images: int = 16, workers: Sequence[int] = (1, 2, 4),
               folder: Optional[str] = None,
               dask_workers: Sequence[int] = ()) -> Dict[str, Any]:
@@ -153,13 +117,13 @@ def benchmark(images: int = 16, workers: Sequence[int] = (1, 2, 4),
     out = os.path.join(base, f'dask-{n}')
     cluster_dir = os.path.join(base, f'dask-{n}-cluster')
     os.makedirs(cluster_dir, exist_ok=True)
-    cluster = _DaskCluster(n, cluster_dir)
+    cluster = dask_cluster.LocalDaskCluster(cluster_dir, n)
     try:
       result = _timed([python, '-m', 'xdn.beam', f'--input={inputs}',
                        f'--output={out}', '--overwrite',
                        '--runner=DaskRunner',
                        f'--dask_client_address={cluster.address}'],
-                      cluster.workers)
+                      cluster.worker_pids)
     finally:
       cluster.close()
     result['run'] = (f'xdn-beam on Dask, {n} worker'

@@ -15,7 +15,8 @@ level the images' estimates give (their std at mid grey, 0-255, the
 number inference reads the table at; settings within MERGE_RATIO of each
 other are pooled). Each group gets its own factors, so a level is a table
 [[rho, sigma, s], ...]: correlated noise needs a lower factor for the same
-fidelity, weak noise (real radiographs) a higher one. Each (setting, size)
+fidelity, and the factor may change with the noise level (for v2 it
+barely does from sigma 4.5 to 25). Each (setting, size)
 figure counts at most 1 (the input's) in the averages, so a setting where
 the output beats the input (clipping at sigma 50 hurts the input's d')
 does not make up for one that falls short. The result,
@@ -109,8 +110,12 @@ class _CachedEstimates:
 
   def level(self, label: str) -> float:
     """The setting's noise level: the geometric mean over its images."""
-    values = np.maximum(list(self.levels[label].values()), 1e-3)
-    return float(np.exp(np.mean(np.log(values))))
+    return _geometric_mean(self.levels[label].values())
+
+
+def _geometric_mean(levels) -> float:
+  """Of noise levels (std, 0-255; each at least 1e-3)."""
+  return float(np.exp(np.mean(np.log(np.maximum(list(levels), 1e-3)))))
 
 
 def noise_groups(settings: Sequence[Any], level_of: Callable[[str], float],
@@ -134,8 +139,7 @@ def noise_groups(settings: Sequence[Any], level_of: Callable[[str], float],
       else:
         pooled.append([label])
     for group in pooled:
-      sigma = float(np.exp(np.mean([np.log(max(level_of(l), 1e-3))
-                                    for l in group])))
+      sigma = _geometric_mean(level_of(l) for l in group)
       points.append((rho, round(sigma, 2), group))
   return points
 
@@ -202,9 +206,9 @@ def own_noise(clean: Sequence[np.ndarray]) -> float:
   """The noise the 'clean' images hold of their own (std at mid grey,
   0-255; the geometric mean over images): 8-bit radiographs carry their
   detector's, sigma ~2."""
-  levels = [max(noise_estimation.estimate_noise(
-      np.asarray(c, np.float32)).std_at(), 1e-3) for c in clean]
-  return round(float(np.exp(np.mean(np.log(levels)))), 2)
+  return round(_geometric_mean(
+      noise_estimation.estimate_noise(np.asarray(c, np.float32)).std_at()
+      for c in clean), 2)
 
 
 def table_from_curves(points: Sequence[Tuple[float, float, str]],

@@ -23,11 +23,11 @@ in its config (`inference.strength_levels`):
 A number s in (0, 2] is the factor itself ("0.85": told 85 % of the noise;
 above 1 smooths more than `full`). The factor a level needs depends on the
 noise: correlated noise needs a lower one for the same fidelity than white
-noise, and weak noise (real radiographs: sigma 1-3 on 0-255) a higher one
-than strong noise. So a calibrated level holds a table of factors over
-(neighbour correlation, noise level), [[rho, sigma, s], ...], interpolated
-at each image's estimate (linearly in rho and in log sigma, constant
-beyond the table); `sigma` is the noise std at mid grey
+noise, and the factor may change with the noise level (measured for v2:
+little from sigma 4.5 to 25). So a calibrated level holds a table of
+factors over (neighbour correlation, noise level), [[rho, sigma, s], ...],
+interpolated at each image's estimate (linearly in rho and in log sigma,
+constant beyond the table); `sigma` is the noise std at mid grey
 (`NoiseEstimate.std_at`). Older models hold [[rho, s], ...] (one factor
 per correlation at any noise level) or a bare factor. Numpy only: the
 inference path imports it.
