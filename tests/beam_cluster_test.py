@@ -18,7 +18,6 @@ and dask extras (`pip install "xdn[beam,dask]"`).
 import csv
 import os
 import pathlib
-import signal
 import socket
 import subprocess
 import sys
@@ -53,15 +52,6 @@ def _start(args, log: pathlib.Path, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], stdout=f,
                             stderr=subprocess.STDOUT, env=env,
                             start_new_session=True, **kwargs)
-
-
-def _stop(process: subprocess.Popen) -> None:
-  if process.poll() is None:
-    try:
-      os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-      pass
-  process.wait(timeout=60)
 
 
 @pytest.fixture(scope='module')
@@ -202,5 +192,5 @@ def test_portable_runner_with_an_external_worker_pool(archive, reference,
                                               'pool.log').read_text()
     assert 'Model xdn-pretrained' not in result.stderr
   finally:
-    _stop(job)
-    _stop(pool)
+    dask_cluster.stop(job)
+    dask_cluster.stop(pool)

@@ -80,9 +80,14 @@ class LocalDaskCluster:
 
   def close(self) -> None:
     for process in [*self.workers.values(), self._scheduler]:
-      if process.poll() is None:
-        try:
-          os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-          pass
-      process.wait(timeout=60)
+      stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+  """SIGKILL of a process started in its own session, and its children."""
+  if process.poll() is None:
+    try:
+      os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+      pass
+  process.wait(timeout=60)
