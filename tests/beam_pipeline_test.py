@@ -24,6 +24,8 @@ import pytest
 
 pytest.importorskip('apache_beam')
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import apache_beam as beam
+from apache_beam.options import pipeline_options
 from tests import beam_fixtures as bf
 from xdn.beam import pipeline
 from xdn import errors
@@ -238,3 +240,23 @@ def test_names_checked_in_the_launcher_as_in_the_pipeline(tmp_path):
   failed = dict(r[1] for r in records if r[0] == pipeline.FAILED_KIND)
   assert sorted(failed) == ['/in/b.png', '/in/b.tif']
   assert 'would be written for 2 inputs' in failed['/in/b.tif']
+
+
+def test_dask_inputs_one_partition_per_file(archive, tmp_path):
+  """The DaskRunner reads the options of the pipeline (beam.Pipeline keeps
+  a deep copy of those it is given): one partition per file, so that every
+  worker gets images, unless the user chose."""
+  pytest.importorskip('distributed')
+  from apache_beam.runners.dask import dask_runner  # pylint: disable=g-import-not-at-top
+
+  def partitions(*extra):
+    options = pipeline_options.PipelineOptions(pipeline.runner_arguments(
+        ['--runner=DaskRunner', f'--input={archive}',
+         f'--output={tmp_path / "out"}', *extra]))
+    p = beam.Pipeline(options=options)
+    pipeline.build(p, options.view_as(pipeline.XdnOptions))
+    dask = p.options.view_as(dask_runner.DaskOptions)
+    return dask.partition_size, dask.npartitions
+
+  assert partitions() == (1, None)
+  assert partitions('--dask_npartitions=2') == (None, 2)

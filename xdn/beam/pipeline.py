@@ -625,7 +625,9 @@ def _dask_inputs(pipeline: beam.Pipeline, options: XdnOptions,
   paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list
                  if accept(m.path))
   records = check_names(paths, settings)
-  dask_options = options.view_as(dask_runner.DaskOptions)
+  # The pipeline's own options: beam.Pipeline keeps a deep copy of those it
+  # was given, and the runner reads that copy.
+  dask_options = pipeline.options.view_as(dask_runner.DaskOptions)
   if not (dask_options.npartitions or dask_options.partition_size):
     dask_options.partition_size = max(
         1, -(-len(records) // MAX_DASK_PARTITIONS))
