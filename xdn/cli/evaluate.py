@@ -28,6 +28,7 @@ from xdn.evaluation import methods
 from xdn.evaluation import settings as settings_lib
 from xdn.evaluation import tasks
 from xdn import inference
+from xdn.inference import strength
 from xdn.noise import spec
 from xdn.noise import synthetic as noise
 
@@ -108,13 +109,17 @@ def define_flags() -> None:
   flags.DEFINE_list('calibration_factors',
                     [str(f) for f in calibration.FACTORS],
                     '--task=calibrate: the grid of noise factors measured.')
-  flags.DEFINE_list('lesion_sizes', ['3', '5', '8'], "--task=lesions: lesion "
-                    'Gaussian std in pixels (3-8 px: 3-10 mm nodules at '
-                    "NIH's ~0.42 mm pixels).")
-  flags.DEFINE_integer('lesions_per_size', 8, '--task=lesions: sites per '
-                       'lesion size and image.')
-  flags.DEFINE_float('lesion_d_prime', 2.0, "--task=lesions: each size's "
-                     "contrast gives the noisy input this NPW d'.")
+  flags.DEFINE_list('lesion_sizes', [f'{s:g}' for s in strength.LESION_SIZES],
+                    'lesions / fidelity / calibrate: lesion Gaussian std in '
+                    "pixels (3-8 px: 3-10 mm nodules at NIH's ~0.42 mm "
+                    'pixels).')
+  flags.DEFINE_integer('lesions_per_size', strength.LESIONS_PER_SIZE,
+                       'lesions / fidelity / calibrate: sites per lesion size '
+                       'and image.')
+  flags.DEFINE_float('lesion_d_prime', strength.LESION_D_PRIME,
+                     "lesions / fidelity / calibrate: each size's contrast "
+                     "gives the noisy input this NPW d' (the default: the "
+                     "faint lesions the strength levels are defined by).")
   flags.DEFINE_float('pixel_mm', None, "lesions / fidelity: a pixel's size "
                      'on the display in mm, for the NPWE observer\'s eye '
                      "filter. Default: the --folder's DICOM pixel spacing "

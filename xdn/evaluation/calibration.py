@@ -165,8 +165,10 @@ def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
               make_noisy: Callable[[np.ndarray, Any, int], np.ndarray],
               apply: Callable[..., np.ndarray], *,
               factors: Sequence[float] = FACTORS,
-              sizes: Sequence[float] = (3.0, 5.0, 8.0), per_size: int = 10,
-              target_d_prime: float = 2.0, seed: int = 0,
+              sizes: Sequence[float] = strength_lib.LESION_SIZES,
+              per_size: int = strength_lib.LESIONS_PER_SIZE,
+              target_d_prime: float = strength_lib.LESION_D_PRIME,
+              seed: int = 0,
               geometry: observers.EyeGeometry = observers.EyeGeometry()
               ) -> Dict[str, Any]:
   """Measures `denoiser`'s levels (blind: each noisy image's noise

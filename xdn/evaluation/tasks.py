@@ -28,6 +28,7 @@ from xdn.evaluation import methods
 from xdn.evaluation import psnr_table
 from xdn.evaluation import settings as settings_lib
 from xdn import inference
+from xdn.inference import strength as strength_lib
 from xdn.metrics import observers
 from xdn import models as models_lib
 from xdn.noise import synthetic as noise
@@ -48,10 +49,12 @@ class Inputs:
 @dataclasses.dataclass(frozen=True)
 class LesionOptions:
   """The faint lesions of the lesion, fidelity and calibration tasks."""
-  sizes: Tuple[float, ...] = (3.0, 5.0, 8.0)  # Gaussian std in pixels.
-  per_size: int = 8  # Sites per size and image.
-  d_prime: float = 2.0  # Each size's contrast gives the noisy input this
-  # NPW d'.
+  # Gaussian std in pixels; sites per size and image; each size's contrast
+  # gives the noisy input this NPW d'. Default: the lesions the strength
+  # levels are defined by.
+  sizes: Tuple[float, ...] = strength_lib.LESION_SIZES
+  per_size: int = strength_lib.LESIONS_PER_SIZE
+  d_prime: float = strength_lib.LESION_D_PRIME
   # How the images are read, for the NPWE observer's eye filter: a pixel's
   # size on the display (None: unknown) and the viewing distance.
   pixel_mm: Optional[float] = None

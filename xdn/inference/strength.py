@@ -51,6 +51,13 @@ D_PRIME_FLOORS: Dict[str, float] = {'low': 0.99, 'medium': 0.95,
                                     'high': 0.90}
 CHO_FLOORS: Dict[str, float] = {'medium': 0.95, 'high': 0.90}
 TRANSFER_FLOORS: Dict[str, float] = {'low': 0.95, 'medium': 0.90}
+# The faint lesions the floors are about, as calibration and the fidelity
+# report insert them: Gaussian profiles of these stds (px), each at the
+# contrast that gives the noisy input this NPW d' (near the threshold of
+# detection), this many sites per size and image.
+LESION_SIZES: Tuple[float, ...] = (3.0, 5.0, 8.0)
+LESION_D_PRIME = 2.5
+LESIONS_PER_SIZE = 20
 
 
 def definition(level: str) -> str:
