@@ -13,6 +13,7 @@ import pytest
 
 from xdn import inference
 from xdn.inference import adaptation
+from xdn.inference import levels_kept
 from xdn.io import radiographs as radiograph_io
 from xdn.noise import physics as noise_physics
 from xdn.noise import synthetic as noise
@@ -141,6 +142,29 @@ def test_fine_tune_never_below_the_start_on_held_out_images(denoiser, case):
   before = _psnr(denoiser(held_noisy)[0, ..., 0], held_clean)
   after = _psnr(result.denoiser(held_noisy)[0, ..., 0], held_clean)
   assert after >= before - 0.05, (before, after, result.summary())
+
+
+def test_a_checkpoint_kept_keeps_every_level_faint_lesions(denoiser,
+                                                           monkeypatch):
+  """A checkpoint replaces the start only when, at every calibrated level,
+  faint lesions added to the held-out tiles keep their contrast transfer
+  and NPW d' (`levels_kept`); demanding more than any checkpoint gives
+  keeps the start, and the log says why."""
+  noisy = [_correlated(_small(s), 20, 0.3, s) for s in range(2)]
+  config = _config(steps=10, learning_rate=1e-4)
+  result = adaptation.adapt(denoiser, noisy, config)
+  assert not result.kept_start, result.summary()
+  assert set(result.levels) == {'low', 'medium', 'high'}
+  for figures in result.levels.values():
+    assert min(figures.values()) >= 1 - levels_kept.TOLERANCE
+  assert "NPW d' over the start's" in result.summary()
+  monkeypatch.setattr(levels_kept, 'TOLERANCE', -0.5)
+  messages = []
+  strict = adaptation.adapt(denoiser, noisy, config,
+                            progress=lambda *args: messages.append(args[-1]))
+  assert strict.kept_start and strict.levels == {}
+  assert any('not kept: at ' in m and 'faint lesions' in m
+             for m in messages), messages
 
 
 def test_adapted_model_saves_and_loads(denoiser, tmp_path):

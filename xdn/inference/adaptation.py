@@ -28,7 +28,11 @@ compared on the same noise) judges the weights; the starting model is
 judged first, and a checkpoint replaces the best only when its held-out
 error is lower by more than two standard errors of the paired difference
 and it removes no more than the start's residual or the noise told (the
-discrepancy principle, against a biased criterion). Clipped pixels and
+discrepancy principle, against a biased criterion), and, at every
+calibrated strength level, it keeps faint lesions added to the held-out
+tiles as well as the start does (`xdn.inference.levels_kept`: contrast
+transfer and NPW d' to 3 %; the levels were calibrated for the start).
+Clipped pixels and
 mostly clipped tiles are left out, and images that clip throughout are not
 adapted to. When nothing passes, the start is what comes back, and the
 log says so.
@@ -38,7 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +53,7 @@ import optax
 from xdn import errors
 from xdn.inference.denoiser import Denoiser
 from xdn.inference.ensemble import dihedral
+from xdn.inference import levels_kept
 from xdn.inference import told as told_lib
 from xdn.losses.self_supervised import masked_mse
 from xdn.metrics import image_quality
@@ -91,6 +96,10 @@ def default_config() -> ml_collections.ConfigDict:
   # full, what the starting model kept (0: full strength alone is taught).
   c.keep_strength_weight = 1.0
   c.min_strength = 0.4  # The lowest strength it holds (low is ~0.5).
+  # Keep a checkpoint only if, at every calibrated level, it keeps faint
+  # lesions added to the held-out tiles as well as the start did
+  # (`xdn.inference.levels_kept`).
+  c.check_levels = True
   c.kernel_radius = noise_texture.RADIUS
   c.seed = 0
   return c
@@ -127,6 +136,10 @@ class Result:
   history: List[Tuple[int, float, float]]
   kernel: Optional[np.ndarray]  # The noise texture (times `noise_gain`).
   reason: str = ''  # Why nothing was tried, if so.
+  # Per calibrated level, the chosen model's lesion figures over the
+  # start's on the held-out tiles ({}: the start, or not checked).
+  levels: Dict[str, Dict[str, float]] = dataclasses.field(
+      default_factory=dict)
 
   def summary(self) -> str:
     """One line for the log."""
@@ -138,9 +151,15 @@ class Result:
       return (f'adaptation kept the starting weights: no checkpoint of '
               f'{self.steps} steps beat them on the held-out tiles '
               f'(R2R error {start:.6g}), {self.seconds:.0f} s')
+    kept = ''
+    if self.levels:
+      kept = ("; faint lesions' contrast transfer / NPW d' over the "
+              "start's: " + ', '.join(
+                  f"{level} {r['transfer']:.2f} / {r['d_prime']:.2f}"
+                  for level, r in self.levels.items()))
     return (f'adaptation kept step {self.best_step} of {self.steps}: '
             f'held-out R2R error {start:.6g} -> {best:.6g}, '
-            f'{self.seconds:.0f} s')
+            f'{self.seconds:.0f} s{kept}')
 
 
 # ------------------------------------------------------------------ tiles
@@ -151,6 +170,7 @@ class _Tiles:
   """Tiles [N, t, t, 1] with the noise they are told: params [N] each."""
   images: np.ndarray
   params: Tuple[np.ndarray, ...]
+  owner: np.ndarray  # [N]: the image each tile is of.
 
 
 def _tile_images(images: Sequence[np.ndarray],
@@ -184,7 +204,7 @@ def _tile_images(images: Sequence[np.ndarray],
         'adapt to by recorruption')
   owner = np.asarray(owner)
   return _Tiles(np.stack(tiles)[..., None].astype(np.float32),
-                tuple(p[owner] for p in params))
+                tuple(p[owner] for p in params), owner)
 
 
 def _split(count: int, config: ml_collections.ConfigDict
@@ -197,7 +217,8 @@ def _split(count: int, config: ml_collections.ConfigDict
 
 
 def _subset(tiles: _Tiles, index: np.ndarray) -> _Tiles:
-  return _Tiles(tiles.images[index], tuple(p[index] for p in tiles.params))
+  return _Tiles(tiles.images[index], tuple(p[index] for p in tiles.params),
+                tiles.owner[index])
 
 
 # ---------------------------------------------------------- recorruption
@@ -315,8 +336,11 @@ def _judge(errors_fn: Callable, variables, held: _Tiles, keys: Array,
 def _prepare(denoiser: Denoiser, images: Sequence[np.ndarray],
              config: ml_collections.ConfigDict,
              noise_levels: Optional[Sequence[noise_estimation.NoiseEstimate]]
-             ) -> Tuple[_Tiles, _Tiles, np.ndarray]:
-  """(training tiles, held-out tiles, noise texture kernel) of `images`."""
+             ) -> Tuple[_Tiles, _Tiles, np.ndarray,
+                        Dict[str, Tuple[np.ndarray, ...]]]:
+  """(training tiles, held-out tiles, noise texture kernel, and per
+  calibrated level below full what it tells the model of each held-out
+  tile) of `images`."""
   if not denoiser.capabilities.takes_noise_map:
     raise errors.UserError(
         f'model {denoiser.name!r} is not told the noise, so it cannot be '
@@ -343,8 +367,14 @@ def _prepare(denoiser: Denoiser, images: Sequence[np.ndarray],
         float(np.mean([l.rho_y for l in noise_levels])),
         float(np.mean([l.rho_x for l in noise_levels])), config.kernel_radius)
   gain = noise_gain(images, params, regions, size)
-  return (_subset(tiles, train_index), _subset(tiles, held_index),
-          kernel * np.float32(gain))
+  held = _subset(tiles, held_index)
+  told_levels = {}
+  for level in levels_kept.levels_of(denoiser.config.get('inference', {})):
+    told = denoiser.at_strength(level).noise_params(noise_levels,
+                                                    len(images))
+    told_levels[level] = tuple(np.asarray(p)[held.owner] for p in told)
+  return (_subset(tiles, train_index), held, kernel * np.float32(gain),
+          told_levels)
 
 
 def noise_gain(images: Sequence[np.ndarray], params: Tuple[np.ndarray, ...],
@@ -389,7 +419,7 @@ def criterion(denoiser: Denoiser, images: Sequence[np.ndarray],
   """The held-out R2R error `adapt` judges `denoiser` by on `images` (the
   same tiles and recorruptions): lower is better, from noisy data alone."""
   config = config or default_config()
-  _, held, kernel = _prepare(denoiser, images, config, noise_levels)
+  _, held, kernel, _ = _prepare(denoiser, images, config, noise_levels)
   frozen = {k: v for k, v in denoiser.variables.items() if k != 'params'}
   judge = _judge_fn(denoiser.forward('float32'), frozen, jnp.asarray(kernel),
                     float(config.alpha))
@@ -416,7 +446,8 @@ def adapt(denoiser: Denoiser, images: Sequence[np.ndarray],
   check_config(config)
   started = time.monotonic()
   try:
-    train, held, kernel = _prepare(denoiser, images, config, noise_levels)
+    train, held, kernel, told_levels = _prepare(denoiser, images, config,
+                                                noise_levels)
   except TooClipped as e:
     return Result(denoiser, kept_start=True, best_step=0, steps=0,
                   seconds=time.monotonic() - started, history=[],
@@ -471,6 +502,10 @@ def adapt(denoiser: Denoiser, images: Sequence[np.ndarray],
       float(_judge(resid_fn, trainable, held, no_keys, batch).mean()),
       noise_power(held))
   start_errors = judge(trainable)
+  levels_ok = _levels_check(forward, frozen, trainable, held, kernel_j,
+                            told_levels if config.check_levels else {},
+                            config)
+  best_levels: Dict[str, Dict[str, float]] = {}
   history = [(0, float(start_errors.mean()), 0.0)]
   best, best_errors, best_step = trainable, start_errors, 0
   report = progress or (lambda *args: None)
@@ -515,12 +550,18 @@ def adapt(denoiser: Denoiser, images: Sequence[np.ndarray],
       better = diff.mean() < -2 * se and values.mean() < best_errors.mean()
       removed = (float(_judge(resid_fn, p, held, no_keys, batch).mean())
                  if better else 0.0)
-      if better and removed <= allowed:
-        best, best_errors, best_step = p, values, step
+      why_not = ''
+      if better and removed > allowed:
+        why_not = f'it removes {removed / allowed:.2f}x the noise allowed'
+      elif better:
+        ratios = levels_ok(p)
+        why_not = levels_kept.shortfall(ratios)
+        if not why_not:
+          best, best_errors, best_step = p, values, step
+          best_levels = ratios
       message = (f'step {step}: held-out R2R error {values.mean():.6g} '
                  f'(start {history[0][1]:.6g}, best at step {best_step})' +
-                 (f'; not kept: it removes {removed / allowed:.2f}x the '
-                  'noise allowed' if better and removed > allowed else ''))
+                 (f'; not kept: {why_not}' if why_not else ''))
     elapsed = time.monotonic() - loop_started
     rates = [elapsed / step * (total - step) if total else None,
              config.seconds - elapsed if config.seconds > 0 else None]
@@ -533,7 +574,33 @@ def adapt(denoiser: Denoiser, images: Sequence[np.ndarray],
       name=f'{denoiser.name}+adapted' if best_step else denoiser.name)
   return Result(adapted, kept_start=best_step == 0, best_step=best_step,
                 steps=step, seconds=time.monotonic() - started,
-                history=history, kernel=kernel)
+                history=history, kernel=kernel,
+                levels=best_levels if best_step else {})
+
+
+def _levels_check(forward: Callable, frozen, start_params, held: _Tiles,
+                  kernel: Array, told_levels: Dict[str, Tuple[np.ndarray,
+                                                               ...]],
+                  config: ml_collections.ConfigDict
+                  ) -> Callable[[Any], Dict[str, Dict[str, float]]]:
+  """params -> per level, its faint-lesion figures over the start's on
+  the held-out tiles (`levels_kept`); {} when there is no level to check."""
+  if not told_levels:
+    return lambda p: {}
+  key = jax.random.fold_in(jax.random.key(config.seed), 2)
+  fresh = np.asarray(recorruption(key, jnp.asarray(held.images),
+                                  tuple(jnp.asarray(q) for q in held.params),
+                                  kernel))
+  probe = levels_kept.make_probe(held.images, held.params, told_levels,
+                                 np.asarray(kernel), fresh)
+  batch = config.batch_size
+
+  def figures(p):
+    return levels_kept.measure(forward, {'params': p, **frozen}, probe,
+                               batch)
+
+  start = figures(start_params)
+  return lambda p: levels_kept.compare(start, figures(p))
 
 
 def save(denoiser: Denoiser, folder: str) -> str:
