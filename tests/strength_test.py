@@ -88,7 +88,8 @@ def test_levels_over_noise_level_and_correlation_are_interpolated():
   # The loaders read it from a workdir's file; mixed or broken tables are
   # refused.
   for bad in ([[0.0, 0.7], [0.4, 2.0, 0.6]], [[0.0, 0.0, 0.7]], [],
-              [[0.0, 2.0, 0.7, 1.0]]):
+              [[0.0, 2.0, 0.7, 2.0]],
+              [[0.0, 2.0, 0.7], [0.4, 2.0, 0.6, 1.0]]):
     with pytest.raises(ValueError):
       strength.calibrated_levels({'strength_levels': {'medium': bad}})
 
@@ -133,12 +134,56 @@ def test_noise_groups_pool_close_levels_within_a_correlation():
            'poisson dose=50': 27.0, 'gaussian σ=8': 8.3,
            'correlated_gaussian σ=25 ρ=0.40': 25.1}
   points = strength_calibration.noise_groups(settings, level.get)
-  assert [(rho, labels) for rho, _, labels in points] == [
+  assert [(p.rho, p.labels) for p in points] == [
       (0.0, ['gaussian σ=2']), (0.0, ['gaussian σ=8']),
       (0.0, ['gaussian σ=25', 'poisson dose=50']),
       (0.4, ['correlated_gaussian σ=25 ρ=0.40'])]
   assert points[2][1] == pytest.approx(np.sqrt(25.2 * 27.0), abs=0.01)
   assert points[0][1] == 2.9
+  # X-ray noise is a group of its own, beside Gaussian noise of its rho.
+  settings.append(Setting('xray', 1000.0, 0.4))
+  level['xray N0=1000 ρ=0.40'] = 24.0
+  points = strength_calibration.noise_groups(
+      settings, level.get, xray_of=lambda label: label.startswith('xray'))
+  assert [(p.rho, p.xray, p.labels) for p in points[-2:]] == [
+      (0.4, False, ['correlated_gaussian σ=25 ρ=0.40']),
+      (0.4, True, ['xray N0=1000 ρ=0.40'])]
+
+
+def test_x_ray_noise_reads_its_own_rows():
+  """X-ray quantum noise needs a lower factor than Gaussian noise of the
+  same std at mid grey: a table with a law column reads each image at its
+  own law's rows, and at the others' where its law has none."""
+  curve = lambda crossing: [
+      {'factor': f, 'npw_ratio': 1.0 - max(f - crossing, 0),
+       'cho_ratio': 1.0, 'transfer_mean': 1.0} for f in (0.3, 0.5, 0.7, 0.9)]
+  curves = {'gauss': curve(0.6), 'gauss25': curve(0.6), 'xray': curve(0.4)}
+  table = strength_calibration.table_from_curves(
+      [(0.4, 6.0, 'gauss'), (0.4, 25.0, 'gauss25', False),
+       (0.4, 6.2, 'xray', True)], curves)
+  medium = table['levels']['medium']
+  assert sorted(row[3] for row in medium) == [0.0, 0.0, 1.0]
+  config = {'strength_levels': table['levels']}
+  gauss = strength.factor('medium', config, correlation=0.4, sigma=6.0)
+  xray = strength.factor('medium', config, correlation=0.4, sigma=6.0,
+                         xray=True)
+  assert gauss == pytest.approx(0.6) and xray == pytest.approx(0.4)
+  # At any correlation, and through each image's estimate.
+  known = noise_estimation.known_noise
+  estimates = [known('correlated_gaussian', 6, 0, 0.4),
+               known('xray', 1000, 0, 0.4)]
+  factors = strength.factors('medium', config, 'm', estimates, 2)
+  assert factors[0] == pytest.approx(0.6) and factors[1] == pytest.approx(
+      0.4)
+  # A law the table has no rows of reads the other rows.
+  only_gauss = {'strength_levels': {'medium': [
+      row for row in medium if row[3] == 0.0]}}
+  assert strength.factor('medium', only_gauss, correlation=0.4, sigma=6.0,
+                         xray=True) == pytest.approx(0.6)
+  # Without X-ray points the table keeps three columns.
+  plain = strength_calibration.table_from_curves([(0.4, 6.0, 'gauss')],
+                                                 curves)
+  assert all(len(row) == 3 for row in plain['levels']['medium'])
 
 
 def test_calibration_gives_weak_noise_its_own_higher_factor():

@@ -27,7 +27,7 @@ does not make up for one that falls short. The result,
 
 import hashlib
 import os
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
@@ -99,6 +99,7 @@ class _CachedEstimates:
   def __init__(self):
     self._cache: Dict[str, noise_estimation.NoiseEstimate] = {}
     self.levels: Dict[str, Dict[str, float]] = {}
+    self.laws: Dict[str, Dict[str, bool]] = {}
 
   def __call__(self, noisy: np.ndarray, label: str
                ) -> noise_estimation.NoiseEstimate:
@@ -106,11 +107,18 @@ class _CachedEstimates:
     if key not in self._cache:
       self._cache[key] = noise_estimation.estimate_noise(noisy)
     self.levels.setdefault(label, {})[key] = self._cache[key].std_at()
+    self.laws.setdefault(label, {})[key] = self._cache[key].xray_dose > 0
     return self._cache[key]
 
   def level(self, label: str) -> float:
     """The setting's noise level: the geometric mean over its images."""
     return _geometric_mean(self.levels[label].values())
+
+  def xray(self, label: str) -> bool:
+    """Whether most of the setting's images were estimated to follow the
+    X-ray law (as inference will read them)."""
+    laws = list(self.laws[label].values())
+    return 2 * sum(laws) > len(laws)
 
 
 def _geometric_mean(levels) -> float:
@@ -118,19 +126,29 @@ def _geometric_mean(levels) -> float:
   return float(np.exp(np.mean(np.log(np.maximum(list(levels), 1e-3)))))
 
 
+class Point(NamedTuple):
+  """A point of the table: the settings pooled there."""
+  rho: float
+  sigma: float
+  labels: List[str]
+  xray: bool = False  # Their noise follows the X-ray law (estimated).
+
+
 def noise_groups(settings: Sequence[Any], level_of: Callable[[str], float],
-                 merge_ratio: float = MERGE_RATIO
-                 ) -> List[Tuple[float, float, List[str]]]:
-  """The table's points: (rho, sigma, setting labels), the settings grouped
-  by their nominal correlation and, within one, their noise levels pooled
-  while each is within `merge_ratio` of the group's first (sigma: the
-  geometric mean of the pooled levels)."""
-  by_rho: Dict[float, List[str]] = {}
+                 merge_ratio: float = MERGE_RATIO,
+                 xray_of: Callable[[str], bool] = lambda label: False
+                 ) -> List[Point]:
+  """The table's points, the settings grouped by their noise's law
+  (`xray_of`) and nominal correlation and, within one group, their noise
+  levels pooled while each is within `merge_ratio` of the group's first
+  (sigma: the geometric mean of the pooled levels)."""
+  by_rho: Dict[Tuple[bool, float], List[str]] = {}
   for setting in settings:
-    by_rho.setdefault(round(float(getattr(setting, 'correlation', 0.0)), 2),
-                      []).append(setting.label)
+    rho = round(float(getattr(setting, 'correlation', 0.0)), 2)
+    by_rho.setdefault((xray_of(setting.label), rho), []).append(
+        setting.label)
   points = []
-  for rho, labels in sorted(by_rho.items()):
+  for (xray, rho), labels in sorted(by_rho.items()):
     labels = sorted(labels, key=level_of)
     pooled: List[List[str]] = []
     for label in labels:
@@ -140,7 +158,7 @@ def noise_groups(settings: Sequence[Any], level_of: Callable[[str], float],
         pooled.append([label])
     for group in pooled:
       sigma = _geometric_mean(level_of(l) for l in group)
-      points.append((rho, round(sigma, 2), group))
+      points.append(Point(rho, round(sigma, 2), group, xray))
   return points
 
 
@@ -184,12 +202,13 @@ def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
       target_d_prime=target_d_prime, seed=seed, full=False,
       geometry=geometry)
   curves, groups, points = {}, {}, []
-  for rho, sigma, labels in noise_groups(settings, estimate.level):
-    name = point_name(rho, sigma)
-    rows = [r for r in result['rows'] if r['setting'] in labels]
+  for point in noise_groups(settings, estimate.level,
+                            xray_of=estimate.xray):
+    name = point_name(point.rho, point.sigma, point.xray)
+    rows = [r for r in result['rows'] if r['setting'] in point.labels]
     curves[name] = _capped_curve(rows, factors, sizes)
-    groups[name] = labels
-    points.append((rho, sigma, name))
+    groups[name] = point.labels
+    points.append((point.rho, point.sigma, name, point.xray))
   own = own_noise(clean)
   table = table_from_curves(points, curves, own)
   return {**table, 'curves': curves, 'groups': groups,
@@ -213,12 +232,14 @@ def own_noise(clean: Sequence[np.ndarray]) -> float:
       for c in clean), 2)
 
 
-def table_from_curves(points: Sequence[Tuple[float, float, str]],
+def table_from_curves(points: Sequence[Tuple[Any, ...]],
                       curves: Dict[str, List[Dict[str, float]]],
                       own_noise_sigma: float = 0.0) -> Dict[str, Any]:
   """Each level's table [[rho, sigma, factor], ...] from the curves of the
-  points (rho, sigma, name), and whether each point met each level's
-  floors.
+  points (rho, sigma, name[, xray]), and whether each point met each
+  level's floors. Where some points are of X-ray noise, each row also
+  gives its law: [rho, sigma, factor, 1 for X-ray noise else 0]
+  (`strength.curve_factor` reads each image at its own law's rows).
 
   A point whose noise is under MIN_OVER_OWN_NOISE x the clean images' own
   noise is measured and reported but gives the table no factor: there the
@@ -231,34 +252,38 @@ def table_from_curves(points: Sequence[Tuple[float, float, str]],
   there, and `floors_met` says which points could not be met.
   """
   met: Dict[str, bool] = {}
+  points = [tuple(p) + (False,) * (4 - len(p)) for p in points]
+  with_law = any(p[3] for p in points)
   floor = MIN_OVER_OWN_NOISE * own_noise_sigma
   usable = [p for p in points if p[1] >= floor] or list(points)
-  # level -> rho -> [(sigma, factor, floors met)].
-  found_at: Dict[str, Dict[float, List[Tuple[float, float, bool]]]] = {}
-  for rho, sigma, name in usable:
+  # level -> (law, rho) -> [(sigma, factor, floors met)].
+  found_at: Dict[str, Dict[Tuple[bool, float],
+                           List[Tuple[float, float, bool]]]] = {}
+  for rho, sigma, name, xray in usable:
     found = levels_from_curve(curves[name])
     for level, value in found['floors_met'].items():
       met[f'{level} ({name})'] = value
-      found_at.setdefault(level, {}).setdefault(rho, []).append(
+      found_at.setdefault(level, {}).setdefault((bool(xray), rho), []).append(
           (sigma, found['levels'][level], value))
   levels: Dict[str, Any] = {}
   for level, by_rho in found_at.items():
-    for rho, rows in sorted(by_rho.items()):
+    for (xray, rho), rows in sorted(by_rho.items()):
       # Where no factor keeps the level's definition (the smallest one
-      # measured stands there), the points of this correlation that do
-      # decide; only where none does is the smallest factor kept.
+      # measured stands there), the points of this law and correlation
+      # that do decide; only where none does is the smallest factor kept.
       kept_rows = [r for r in rows if r[2]] or rows
+      law = [float(xray)] if with_law else []
       levels.setdefault(level, []).extend(
-          [rho, sigma, value] for sigma, value, _ in kept_rows)
+          [rho, sigma, value, *law] for sigma, value, _ in kept_rows)
   levels['full'] = 1.0
-  left_out = [name for rho, sigma, name in points
-              if (rho, sigma, name) not in usable]
+  left_out = [p[2] for p in points if p not in usable]
   return {'levels': levels, 'floors_met': met, 'left_out': left_out}
 
 
-def point_name(rho: float, sigma: float) -> str:
-  """A table point's name in the report: 'rho 0.4, sigma 6.1'."""
-  return f'rho {rho:g}, sigma {sigma:.1f}'
+def point_name(rho: float, sigma: float, xray: bool = False) -> str:
+  """A table point's name in the report: 'rho 0.4, sigma 6.1' (X-ray
+  noise: 'X-ray, rho 0.4, sigma 6.1')."""
+  return f"{'X-ray, ' if xray else ''}rho {rho:g}, sigma {sigma:.1f}"
 
 
 def write(out_dir: str, result: Dict[str, Any], meta: Dict[str, Any]) -> str:

@@ -28,9 +28,14 @@ little from sigma 4.5 to 25). So a calibrated level holds a table of
 factors over (neighbour correlation, noise level), [[rho, sigma, s], ...],
 interpolated at each image's estimate (linearly in rho and in log sigma,
 constant beyond the table); `sigma` is the noise std at mid grey
-(`NoiseEstimate.std_at`). Older models hold [[rho, s], ...] (one factor
-per correlation at any noise level) or a bare factor. Numpy only: the
-inference path imports it.
+(`NoiseEstimate.std_at`). X-ray quantum noise, whose std grows steeply
+with the attenuation, needs a lower factor than Gaussian noise of the same
+std at mid grey (v2: 0.51-0.53 against 0.56-0.61 at rho 0.4), so a table
+may hold its rows apart: [[rho, sigma, s, law], ...], law 1 for images
+whose estimate follows the X-ray law (`NoiseEstimate.xray_dose` > 0), 0
+for the rest; an image of a law the table has no row of reads the other
+rows. Older models hold [[rho, s], ...] (one factor per correlation at any
+noise level) or a bare factor. Numpy only: the inference path imports it.
 """
 
 import json
@@ -112,19 +117,24 @@ REFERENCE_SIGMA = 25.0
 
 
 def _as_curve(value) -> Curve:
-  """A level's stored value (a factor, [[rho, factor], ...] or
-  [[rho, sigma, factor], ...]) as a sorted list of points."""
+  """A level's stored value (a factor, [[rho, factor], ...],
+  [[rho, sigma, factor], ...] or [[rho, sigma, factor, law], ...]) as a
+  sorted list of points."""
   if isinstance(value, (int, float)):
     return [(0.0, float(value))]
   points = sorted(tuple(float(x) for x in p) for p in value)
   if not points:
     raise ValueError('a strength level needs at least one factor')
   widths = {len(p) for p in points}
-  if widths not in ({2}, {3}):
-    raise ValueError('a strength level is a factor, [[rho, factor], ...] '
-                     'or [[rho, sigma, factor], ...]')
-  if widths == {3} and min(p[1] for p in points) <= 0:
+  if widths not in ({2}, {3}, {4}):
+    raise ValueError('a strength level is a factor, [[rho, factor], ...], '
+                     '[[rho, sigma, factor], ...] or [[rho, sigma, factor, '
+                     'law], ...]')
+  if widths != {2} and min(p[1] for p in points) <= 0:
     raise ValueError('a strength table\'s noise levels must be > 0')
+  if widths == {4} and not {p[3] for p in points} <= {0.0, 1.0}:
+    raise ValueError('a strength table\'s law is 0 (any noise) or 1 (X-ray '
+                     'quantum noise)')
   return points
 
 
@@ -136,13 +146,17 @@ def calibrated_levels(inference_config: Optional[Mapping]
 
 
 def curve_factor(curve: Curve, correlation: float = 0.0,
-                 sigma: Optional[float] = None) -> float:
+                 sigma: Optional[float] = None, xray: bool = False) -> float:
   """A level's factor at a noise of this neighbour `correlation` and level
-  `sigma` (std at mid grey, 0-255; None: REFERENCE_SIGMA): linear in rho
-  and in log sigma between the calibrated points, constant beyond them."""
+  `sigma` (std at mid grey, 0-255; None: REFERENCE_SIGMA), following the
+  X-ray law or not (`xray`): linear in rho and in log sigma between the
+  calibrated points of that law, constant beyond them."""
   if len(curve[0]) == 2:
     rhos, factors_ = zip(*curve)
     return float(np.interp(correlation, rhos, factors_))
+  if len(curve[0]) == 4:
+    law = 1.0 if xray else 0.0
+    curve = [p[:3] for p in curve if p[3] == law] or [p[:3] for p in curve]
   log_sigma = np.log(max(REFERENCE_SIGMA if sigma is None else sigma, 1e-3))
   by_rho: Dict[float, List[Tuple[float, float]]] = {}
   for rho, level, f in curve:
@@ -179,10 +193,10 @@ def default_for(inference_config: Optional[Mapping]) -> str:
 
 def factor(strength: Optional[Strength], inference_config: Optional[Mapping],
            model_name: str = 'model', correlation: float = 0.0,
-           sigma: Optional[float] = None) -> float:
+           sigma: Optional[float] = None, xray: bool = False) -> float:
   """The noise factor s of `strength` for a model's `inference` config, at
   a noise of this neighbour `correlation` and level `sigma` (std at mid
-  grey on 0-255; None: REFERENCE_SIGMA).
+  grey on 0-255; None: REFERENCE_SIGMA), of the X-ray law or not.
 
   None: the model's default (`default_for`). A level name the model was
   not calibrated for (all but 'full') is a one-line error saying how to
@@ -202,7 +216,7 @@ def factor(strength: Optional[Strength], inference_config: Optional[Mapping],
         f'{strength!r} is not defined for it; use strength full or a '
         'number (e.g. 0.8), or calibrate the model (xdn-evaluate\'s '
         'calibrate task; README, "Strength levels")')
-  return curve_factor(levels[strength], correlation, sigma)
+  return curve_factor(levels[strength], correlation, sigma, xray)
 
 
 def factors(strength: Optional[Strength], inference_config: Optional[Mapping],
@@ -210,12 +224,14 @@ def factors(strength: Optional[Strength], inference_config: Optional[Mapping],
             count: int) -> np.ndarray:
   """[count] float32 factors, one per image: a calibrated level is read at
   each image's estimated noise (`noise_levels`: `NoiseEstimate`s, their
-  `correlation` and `std_at()`; None: white noise at REFERENCE_SIGMA)."""
+  `correlation`, `std_at()` and law; None: white noise at
+  REFERENCE_SIGMA)."""
   if noise_levels is None:
     return np.full(count, factor(strength, inference_config, model_name),
                    np.float32)
   return np.array([factor(strength, inference_config, model_name,
-                          level.correlation, level.std_at())
+                          level.correlation, level.std_at(),
+                          getattr(level, 'xray_dose', 0.0) > 0)
                    for level in noise_levels], np.float32)
 
 
@@ -232,7 +248,7 @@ def describe(strength: Optional[Strength],
   curve = calibrated_levels(inference_config).get(strength)
   if strength == 'full' or curve is None:
     return f'{strength} (s 1.00)' if strength == 'full' else strength
-  if len(curve[0]) == 3:
+  if len(curve[0]) >= 3:
     low, high = min(p[2] for p in curve), max(p[2] for p in curve)
     if high - low < 0.005:
       return f'{strength} (s {low:.2f})'
