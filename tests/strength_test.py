@@ -389,11 +389,16 @@ def test_shipped_levels_are_a_table_over_noise_level_and_correlation():
     saved = json.load(f)
   levels = strength.calibrated_levels(saved['config']['inference'])
   for level in ('low', 'medium', 'high'):
-    assert all(len(point) == 3 for point in levels[level])
+    assert all(len(point) == 4 for point in levels[level])
     assert len({point[0] for point in levels[level]}) >= 3  # Correlations.
     assert len({point[1] for point in levels[level]}) >= 4  # Noise levels.
+    # X-ray quantum noise has rows of its own, and they ask for less.
+    xray = [p for p in levels[level] if p[3] == 1.0]
+    assert xray
+    for rho, sigma, factor, _ in xray:
+      assert factor <= strength.curve_factor(levels[level], rho, sigma)
   # Each stronger level tells at least as much noise at every point.
-  at = {l: {(r, s): f for r, s, f in levels[l]}
+  at = {l: {(r, s, law): f for r, s, f, law in levels[l]}
         for l in ('low', 'medium', 'high')}
   for milder, stronger in (('low', 'medium'), ('medium', 'high')):
     assert all(at[stronger][p] >= at[milder][p] for p in at[milder])
