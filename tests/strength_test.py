@@ -186,7 +186,7 @@ def test_x_ray_noise_reads_its_own_rows():
   assert all(len(row) == 3 for row in plain['levels']['medium'])
 
 
-def test_calibration_gives_weak_noise_its_own_higher_factor():
+def test_calibration_gives_weak_noise_its_own_higher_factor(tmp_path):
   """A stand-in denoiser whose blur grows with the noise it is told (as a
   denoiser's does): at sigma 4 a level allows a higher factor than at
   sigma 24, and the table holds each, read back at each point."""
@@ -221,6 +221,27 @@ def test_calibration_gives_weak_noise_its_own_higher_factor():
   assert at(weak) == pytest.approx(f_weak)
   assert at(strong) == pytest.approx(f_strong)
   assert all(result['floors_met'].values()), result['floors_met']
+  # A later run of one setting that extends this one (its written rows)
+  # gives the same table; one of other lesions is refused in one line.
+  meta = {'data': 'd', 'split': 'validation', 'num_images': 2, 'seed': 0,
+          'read_noise': 2.0, 'factors': [0.2, 0.4, 0.6, 0.8, 1.0],
+          'sizes': [3.0], 'per_size': 6, 'target_d_prime': 2.5,
+          'setting_specs': [{'kind': s.kind, 'level': s.level,
+                             'correlation': 0.0, 'preset': ''}
+                            for s in settings]}
+  strength_calibration.write(str(tmp_path), result, meta)
+  earlier = strength_calibration.earlier_rows(str(tmp_path), settings[1:],
+                                              meta)
+  assert [s.label for s, _ in earlier] == [settings[0].label]
+  again = strength_calibration.calibrate(
+      [image, image[::-1]], settings[1:], Blur(), make, apply,
+      factors=(0.2, 0.4, 0.6, 0.8, 1.0), sizes=(3.0,), per_size=6,
+      earlier=earlier)
+  assert again['levels'] == result['levels']
+  with pytest.raises(errors.UserError, match='per_size') as e:
+    strength_calibration.earlier_rows(str(tmp_path), settings[1:],
+                                      {**meta, 'per_size': 20})
+  assert '\n' not in str(e.value)
 
 
 def test_denoiser_tells_each_image_its_levels_factor(shipped):

@@ -109,6 +109,11 @@ def define_flags() -> None:
   flags.DEFINE_list('calibration_factors',
                     [str(f) for f in calibration.FACTORS],
                     '--task=calibrate: the grid of noise factors measured.')
+  flags.DEFINE_list('calibration_extends', [], '--task=calibrate: output '
+                    'folders of earlier calibrations of the same images, '
+                    'seed, lesions and factors; their other settings count '
+                    'as if measured in this run (add settings to a grid '
+                    'without measuring it again).')
   flags.DEFINE_list('lesion_sizes', [f'{s:g}' for s in strength.LESION_SIZES],
                     'lesions / fidelity / calibrate: lesion Gaussian std in '
                     "pixels (3-8 px: 3-10 mm nodules at NIH's ~0.42 mm "
@@ -239,7 +244,8 @@ def main(argv: Sequence[str]) -> None:
                                   FLAGS.lesions_per_size,
                                   FLAGS.lesion_d_prime, _pixel_mm(),
                                   FLAGS.viewing_distance_mm),
-      calibration_factors=_numbers('calibration_factors'))
+      calibration_factors=_numbers('calibration_factors'),
+      calibration_extends=tuple(FLAGS.calibration_extends))
   inputs = tasks.Inputs(test.clean, test.data, test.split,
                         tuple(noise_settings), tuple(models),
                         tuple(baseline_names), out_dir)

@@ -26,11 +26,13 @@ does not make up for one that falls short. The result,
 """
 
 import hashlib
+import json
 import os
 from typing import Any, Callable, Dict, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
+from xdn import errors
 from xdn.evaluation import fidelity as fidelity_report
 from xdn.inference import strength as strength_lib
 from xdn.io import atomic
@@ -187,12 +189,16 @@ def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
               per_size: int = strength_lib.LESIONS_PER_SIZE,
               target_d_prime: float = strength_lib.LESION_D_PRIME,
               seed: int = 0,
-              geometry: observers.EyeGeometry = observers.EyeGeometry()
+              geometry: observers.EyeGeometry = observers.EyeGeometry(),
+              earlier: Sequence[Tuple[Any, List[Dict[str, Any]]]] = ()
               ) -> Dict[str, Any]:
   """Measures `denoiser`'s levels (blind: each noisy image's noise
   estimated, as xdn-denoise does). `apply(denoiser, noisy [H, W], told)`
-  denoises one image told the estimate. Levels come per correlation group
-  of the settings: {level: [[rho, factor], ...]}."""
+  denoises one image told the estimate. Levels come per law, correlation
+  and noise level of the settings: {level: [[rho, sigma, factor(, law)],
+  ...]}. `earlier`: (setting, its rows) of earlier calibrations of the same
+  images, seed, lesions and factors (`earlier_rows`), counted as if
+  measured here."""
   estimate = _CachedEstimates()
   methods = {
       f's {f:.2f}': (lambda d: lambda n, s: apply(d, n, estimate(n, s.label)))(
@@ -201,6 +207,12 @@ def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
       clean, settings, methods, make_noisy, sizes=sizes, per_size=per_size,
       target_d_prime=target_d_prime, seed=seed, full=False,
       geometry=geometry)
+  # The earlier settings' noise as estimated on the same noisy images.
+  for setting, rows in earlier:
+    for i, image in enumerate(clean):
+      estimate(make_noisy(image, setting, i), setting.label)
+    result['rows'].extend(rows)
+  settings = list(settings) + [setting for setting, _ in earlier]
   curves, groups, points = {}, {}, []
   for point in noise_groups(settings, estimate.level,
                             xray_of=estimate.xray):
@@ -221,6 +233,51 @@ def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
 # A table point's noise must be at least this many times the clean
 # images' own noise (see `table_from_curves`).
 MIN_OVER_OWN_NOISE = 2.0
+
+
+# What calibrations must share for one to count another's rows.
+SHARED = ('data', 'split', 'num_images', 'seed', 'read_noise', 'factors',
+          'sizes', 'per_size', 'target_d_prime')
+
+
+def earlier_rows(folder: str, settings: Sequence[Any],
+                 meta: Dict[str, Any]) -> List[Tuple[Any, List[Dict[str,
+                                                                   Any]]]]:
+  """(setting, rows) of the calibration written to `folder` for each of
+  its settings not among `settings`, after checking that it measured what
+  this one does (`meta`'s SHARED entries); a one-line error otherwise."""
+  from xdn.noise import spec  # pylint: disable=g-import-not-at-top
+  path = os.path.join(folder, 'strength_calibration.json')
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+    rows = saved['rows']
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise errors.UserError(f'{path}: not a calibration to extend ({e}); '
+                           'name the output folder of an earlier '
+                           'calibrate task') from None
+  differ = [k for k in SHARED if saved.get(k) != meta.get(k)]
+  if differ:
+    raise errors.UserError(
+        f'{folder}: calibrated with other {", ".join(differ)} '
+        f'({", ".join(f"{k}={saved.get(k)!r}" for k in differ)}); extend '
+        'only a calibration of the same images, seed, lesions and factors')
+  mine = {s.label for s in settings}
+  by_label: Dict[str, List[Dict[str, Any]]] = {}
+  for row in rows:
+    if row['setting'] not in mine:
+      by_label.setdefault(row['setting'], []).append(row)
+  known = {}
+  for d in saved.get('setting_specs', []):
+    setting = spec.NoiseSpec(d['kind'], float(d['level']),
+                             float(d.get('correlation', 0.0)),
+                             preset=d.get('preset', ''))
+    known[setting.label] = setting
+  missing = sorted(set(by_label) - set(known))
+  if missing:
+    raise errors.UserError(f'{folder}: its settings {missing} are not '
+                           'recorded as noise specs; calibrate them again')
+  return [(known[label], by_label[label]) for label in sorted(by_label)]
 
 
 def own_noise(clean: Sequence[np.ndarray]) -> float:

@@ -89,6 +89,9 @@ class Options:
   lesions: LesionOptions = LesionOptions()
   # calibrate: the noise factors measured (at least two > 0, including 1).
   calibration_factors: Tuple[float, ...] = calibration.FACTORS
+  # calibrate: output folders of earlier calibrations (same images, seed,
+  # lesions, factors) whose other settings count as if measured here.
+  calibration_extends: Tuple[str, ...] = ()
 
 
 Task = Callable[[Inputs, Options], str]
@@ -228,15 +231,26 @@ def calibrate(inputs: Inputs, options: Options) -> str:
     raise errors.UserError(f'calibration factors {factors}: give at least '
                            'two factors > 0, including 1')
   options.lesions.check()
+  meta = {**_task_meta(inputs, options), 'model': model.label,
+          'step': model.denoiser.step,
+          'settings': [s.label for s in inputs.settings],
+          'setting_specs': [settings_lib.as_json(s) for s in inputs.settings],
+          'read_noise': options.read_noise, 'factors': factors,
+          'sizes': list(options.lesions.sizes),
+          'per_size': options.lesions.per_size,
+          'target_d_prime': options.lesions.d_prime}
+  earlier = [pair for folder in options.calibration_extends
+             for pair in calibration.earlier_rows(folder, inputs.settings,
+                                                  meta)]
   result = calibration.calibrate(
       _images_2d(inputs), inputs.settings, model.denoiser,
       _make_noisy(options),
       lambda d, n, told: methods.apply_model(d, n[None, ..., None],
                                              told)[0, ..., 0],
-      factors=factors, **_lesion_arguments(options))
-  meta = {**_task_meta(inputs, options), 'model': model.label,
-          'step': model.denoiser.step,
-          'settings': [s.label for s in inputs.settings]}
+      factors=factors, earlier=earlier, **_lesion_arguments(options))
+  meta['settings'] += [s.label for s, _ in earlier]
+  meta['setting_specs'] += [settings_lib.as_json(s) for s, _ in earlier]
+  meta['extends'] = list(options.calibration_extends)
   table = calibration.write(inputs.out_dir, result, meta)
   if model.source != inference.PRETRAINED and os.path.isdir(
       os.path.join(model.source, 'checkpoints')):
