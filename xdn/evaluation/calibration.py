@@ -95,8 +95,8 @@ def levels_from_curve(curve: List[Dict[str, float]]) -> Dict[str, Any]:
 
 class _CachedEstimates:
   """Estimates each noisy image's noise once (every factor of the grid
-  sees the same noisy images), and notes the noise level of each setting's
-  images."""
+  sees the same noisy images), and notes the noise level and law of each
+  setting's lesion-free noisy images (`note`)."""
 
   def __init__(self):
     self._cache: Dict[str, noise_estimation.NoiseEstimate] = {}
@@ -108,9 +108,14 @@ class _CachedEstimates:
     key = hashlib.sha1(np.ascontiguousarray(noisy).tobytes()).hexdigest()
     if key not in self._cache:
       self._cache[key] = noise_estimation.estimate_noise(noisy)
-    self.levels.setdefault(label, {})[key] = self._cache[key].std_at()
-    self.laws.setdefault(label, {})[key] = self._cache[key].xray_dose > 0
     return self._cache[key]
+
+  def note(self, noisy: np.ndarray, label: str) -> None:
+    """Counts `noisy` (lesion-free) as one of setting `label`'s images."""
+    found = self(noisy, label)
+    key = hashlib.sha1(np.ascontiguousarray(noisy).tobytes()).hexdigest()
+    self.levels.setdefault(label, {})[key] = found.std_at()
+    self.laws.setdefault(label, {})[key] = found.xray_dose > 0
 
   def level(self, label: str) -> float:
     """The setting's noise level: the geometric mean over its images."""
@@ -207,12 +212,14 @@ def calibrate(clean: Sequence[np.ndarray], settings: Sequence[Any], denoiser,
       clean, settings, methods, make_noisy, sizes=sizes, per_size=per_size,
       target_d_prime=target_d_prime, seed=seed, full=False,
       geometry=geometry)
-  # The earlier settings' noise as estimated on the same noisy images.
   for setting, rows in earlier:
-    for i, image in enumerate(clean):
-      estimate(make_noisy(image, setting, i), setting.label)
     result['rows'].extend(rows)
   settings = list(settings) + [setting for setting, _ in earlier]
+  # Each setting's noise as estimated on its lesion-free noisy images (the
+  # same draws as measured; those of `earlier` too).
+  for setting in settings:
+    for i, image in enumerate(clean):
+      estimate.note(make_noisy(image, setting, i), setting.label)
   curves, groups, points = {}, {}, []
   for point in noise_groups(settings, estimate.level,
                             xray_of=estimate.xray):
