@@ -118,6 +118,11 @@ def define_flags() -> None:
   flags.DEFINE_float('adapt_seconds', 0.0, '--adapt budget in seconds (0: '
                      'no time limit); the first limit reached stops it.')
   flags.DEFINE_float('adapt_learning_rate', 2e-5, '--adapt Adam step size.')
+  flags.DEFINE_bool('adapt_check_levels', True, '--adapt keeps a checkpoint '
+                    'only if every calibrated strength level keeps faint '
+                    'lesions added to the held-out tiles as the start did '
+                    '(xdn.inference.levels_kept); --noadapt_check_levels '
+                    'judges full strength alone (for measuring the check).')
   flags.DEFINE_integer('adapt_max_images', folder.ADAPT_MAX_IMAGES, '--adapt '
                        'learns from at most this many inputs, evenly spread '
                        'over them (bounds memory); all are denoised.')
@@ -179,6 +184,7 @@ def _adapt(denoiser: denoiser_lib.Denoiser, inputs: Sequence[str],
   config.steps = FLAGS.adapt_steps
   config.seconds = FLAGS.adapt_seconds
   config.learning_rate = FLAGS.adapt_learning_rate
+  config.check_levels = FLAGS.adapt_check_levels
   try:
     return folder.adapt_to_files(denoiser, inputs, noise_level,
                                  config=config,
