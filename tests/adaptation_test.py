@@ -163,6 +163,7 @@ def test_a_checkpoint_kept_keeps_every_level_faint_lesions(denoiser,
   strict = adaptation.adapt(denoiser, noisy, config,
                             progress=lambda *args: messages.append(args[-1]))
   assert strict.kept_start and strict.levels == {}
+  assert 'was not because at ' in strict.summary(), strict.summary()
   assert any('not kept: at ' in m and 'faint lesions' in m
              for m in messages), messages
 

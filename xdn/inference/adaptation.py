@@ -140,6 +140,8 @@ class Result:
   # start's on the held-out tiles ({}: the start, or not checked).
   levels: Dict[str, Dict[str, float]] = dataclasses.field(
       default_factory=dict)
+  # Why the last checkpoint better on the held-out tiles was not kept.
+  refused: str = ''
 
   def summary(self) -> str:
     """One line for the log."""
@@ -147,6 +149,11 @@ class Result:
       return f'adaptation kept the starting weights: {self.reason}'
     start = self.history[0][1]
     best = min(v for _, v, _ in self.history)
+    if self.kept_start and self.refused:
+      return (f'adaptation kept the starting weights: no checkpoint of '
+              f'{self.steps} steps that beat them on the held-out tiles '
+              f'(R2R error {start:.6g} -> {best:.6g}) was kept; the last '
+              f'was not because {self.refused}, {self.seconds:.0f} s')
     if self.kept_start:
       return (f'adaptation kept the starting weights: no checkpoint of '
               f'{self.steps} steps beat them on the held-out tiles '
@@ -506,6 +513,7 @@ def adapt(denoiser: Denoiser, images: Sequence[np.ndarray],
                             told_levels if config.check_levels else {},
                             config)
   best_levels: Dict[str, Dict[str, float]] = {}
+  refused = ''
   history = [(0, float(start_errors.mean()), 0.0)]
   best, best_errors, best_step = trainable, start_errors, 0
   report = progress or (lambda *args: None)
@@ -559,6 +567,7 @@ def adapt(denoiser: Denoiser, images: Sequence[np.ndarray],
         if not why_not:
           best, best_errors, best_step = p, values, step
           best_levels = ratios
+      refused = why_not or refused
       message = (f'step {step}: held-out R2R error {values.mean():.6g} '
                  f'(start {history[0][1]:.6g}, best at step {best_step})' +
                  (f'; not kept: {why_not}' if why_not else ''))
@@ -575,7 +584,8 @@ def adapt(denoiser: Denoiser, images: Sequence[np.ndarray],
   return Result(adapted, kept_start=best_step == 0, best_step=best_step,
                 steps=step, seconds=time.monotonic() - started,
                 history=history, kernel=kernel,
-                levels=best_levels if best_step else {})
+                levels=best_levels if best_step else {},
+                refused=refused)
 
 
 def _levels_check(forward: Callable, frozen, start_params, held: _Tiles,
