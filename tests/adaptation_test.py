@@ -46,6 +46,8 @@ def _config(**overrides):
   config = adaptation.default_config()
   config.tile = 64
   config.eval_every = 5
+  # The level check has tests of its own (and the CLI test keeps it on).
+  config.check_levels = False
   config.update(overrides)
   return config
 
@@ -151,7 +153,7 @@ def test_a_checkpoint_kept_keeps_every_level_faint_lesions(denoiser,
   and NPW d' (`levels_kept`); demanding more than any checkpoint gives
   keeps the start, and the log says why."""
   noisy = [_correlated(_small(s), 20, 0.3, s) for s in range(2)]
-  config = _config(steps=10, learning_rate=1e-4)
+  config = _config(steps=10, learning_rate=1e-4, check_levels=True)
   result = adaptation.adapt(denoiser, noisy, config)
   assert not result.kept_start, result.summary()
   assert set(result.levels) == {'low', 'medium', 'high'}
