@@ -71,7 +71,7 @@ def test_lesion_contrast_gives_the_input_its_d_prime():
   draws = np.stack([
       np.einsum('nshw,nhw->ns', probe.units,
                 _noise(jax.random.key(100 + k), probe.images, params,
-                       kernel)[..., 0]) for k in range(300)])
+                       kernel)[..., 0]) for k in range(200)])
   signal = probe.contrasts * np.sum(probe.units**2, axis=(2, 3))
   d = signal / draws.std(axis=0)
   np.testing.assert_allclose(d, strength_lib.LESION_D_PRIME, rtol=0.12)
@@ -80,12 +80,12 @@ def test_lesion_contrast_gives_the_input_its_d_prime():
 
 def test_identity_keeps_all_and_a_gain_keeps_d_prime():
   probe, _ = _probe()
-  same = levels_kept.measure(identity, None, probe, batch=4)
+  same = levels_kept.measure(levels_kept.compiled(identity), None, probe, batch=4)
   for level in LEVELS:
     assert same.transfer[level] == pytest.approx(1.0, abs=1e-4)
     assert same.d_prime[level] == pytest.approx(1.0, abs=1e-4)
   # A gain scales the lesion and the noise alike: d' is unchanged.
-  half = levels_kept.measure(halved, None, probe, batch=4)
+  half = levels_kept.measure(levels_kept.compiled(halved), None, probe, batch=4)
   ratios = levels_kept.compare(same, half)
   for level in LEVELS:
     assert ratios[level]['transfer'] == pytest.approx(0.5, abs=1e-4)
@@ -98,8 +98,8 @@ def test_a_blur_loses_faint_lesions_and_is_named():
   """A 2 px blur erases some of a 3 px lesion and passes the correlated
   noise's band: both figures fall, more for the smallest lesion."""
   probe, _ = _probe(count=6)
-  same = levels_kept.measure(identity, None, probe, batch=6)
-  blur = levels_kept.measure(blurred, None, probe, batch=6)
+  same = levels_kept.measure(levels_kept.compiled(identity), None, probe, batch=6)
+  blur = levels_kept.measure(levels_kept.compiled(blurred), None, probe, batch=6)
   ratios = levels_kept.compare(same, blur)
   for level in LEVELS:
     assert ratios[level]['transfer'] < 1 - levels_kept.TOLERANCE

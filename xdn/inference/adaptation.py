@@ -32,9 +32,8 @@ discrepancy principle, against a biased criterion), and, at every
 calibrated strength level, it keeps faint lesions added to the held-out
 tiles as well as the start does (`xdn.inference.levels_kept`: contrast
 transfer and NPW d' to 3 %; the levels were calibrated for the start).
-Clipped pixels and
-mostly clipped tiles are left out, and images that clip throughout are not
-adapted to. When nothing passes, the start is what comes back, and the
+Clipped pixels and mostly clipped tiles are left out, and images that clip
+throughout are not adapted to. When nothing passes, the start is what comes back, and the
 log says so.
 """
 
@@ -604,10 +603,10 @@ def _levels_check(forward: Callable, frozen, start_params, held: _Tiles,
   probe = levels_kept.make_probe(held.images, held.params, told_levels,
                                  np.asarray(kernel), fresh)
   batch = config.batch_size
+  apply = levels_kept.compiled(forward)
 
   def figures(p):
-    return levels_kept.measure(forward, {'params': p, **frozen}, probe,
-                               batch)
+    return levels_kept.measure(apply, {'params': p, **frozen}, probe, batch)
 
   start = figures(start_params)
   return lambda p: levels_kept.compare(start, figures(p))

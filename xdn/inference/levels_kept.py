@@ -106,11 +106,16 @@ class Figures:
   d_prime: Dict[str, float]
 
 
-def measure(forward: Callable, variables, probe: Probe,
+def compiled(forward: Callable) -> Callable:
+  """`forward(variables, images, told, at_full)` (`Denoiser.forward`)
+  below full strength, compiled once for every `measure` of it."""
+  return jax.jit(lambda v, x, p: forward(v, x, p, False))
+
+
+def measure(apply: Callable, variables, probe: Probe,
             batch: int = 8) -> Figures:
-  """`forward(variables, images, told, at_full)` (`Denoiser.forward`) on
-  the probe at each of its levels."""
-  apply = jax.jit(lambda v, x, p: forward(v, x, p, False))
+  """`apply(variables, images, told)` (`compiled`) on the probe at each of
+  its levels."""
   step = NOISE_STEP
 
   def run(images, told):
