@@ -118,3 +118,13 @@ def test_bm3d_is_an_optional_extra(monkeypatch):
   out = baselines.apply('nlm', np.full((8, 8), 0.5, np.float32), 'gaussian',
                         25.0)
   assert out.shape == (8, 8)
+
+
+def test_settings_read_back_as_recorded():
+  """`settings.from_json` gives back what `as_json` recorded (calibrations
+  read earlier runs' settings so), presets included."""
+  from xdn.evaluation import settings as settings_lib  # pylint: disable=g-import-not-at-top
+  for setting in settings_lib.parse(
+      ['gaussian:25', 'correlated_gaussian:25,0.6', 'xray:1000,0.4',
+       'poisson:50', 'gaussian_medium']):
+    assert settings_lib.from_json(settings_lib.as_json(setting)) == setting

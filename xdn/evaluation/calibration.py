@@ -34,6 +34,7 @@ import numpy as np
 
 from xdn import errors
 from xdn.evaluation import fidelity as fidelity_report
+from xdn.evaluation import settings as settings_lib
 from xdn.inference import strength as strength_lib
 from xdn.io import atomic
 from xdn.metrics import observers
@@ -105,15 +106,18 @@ class _CachedEstimates:
 
   def __call__(self, noisy: np.ndarray, label: str
                ) -> noise_estimation.NoiseEstimate:
+    return self._estimate(noisy)[1]
+
+  def _estimate(self, noisy: np.ndarray
+                ) -> Tuple[str, noise_estimation.NoiseEstimate]:
     key = hashlib.sha1(np.ascontiguousarray(noisy).tobytes()).hexdigest()
     if key not in self._cache:
       self._cache[key] = noise_estimation.estimate_noise(noisy)
-    return self._cache[key]
+    return key, self._cache[key]
 
   def note(self, noisy: np.ndarray, label: str) -> None:
     """Counts `noisy` (lesion-free) as one of setting `label`'s images."""
-    found = self(noisy, label)
-    key = hashlib.sha1(np.ascontiguousarray(noisy).tobytes()).hexdigest()
+    key, found = self._estimate(noisy)
     self.levels.setdefault(label, {})[key] = found.std_at()
     self.laws.setdefault(label, {})[key] = found.xray_dose > 0
 
@@ -253,7 +257,6 @@ def earlier_rows(folder: str, settings: Sequence[Any],
   """(setting, rows) of the calibration written to `folder` for each of
   its settings not among `settings`, after checking that it measured what
   this one does (`meta`'s SHARED entries); a one-line error otherwise."""
-  from xdn.noise import spec  # pylint: disable=g-import-not-at-top
   path = os.path.join(folder, 'strength_calibration.json')
   try:
     with open(path) as f:
@@ -274,12 +277,8 @@ def earlier_rows(folder: str, settings: Sequence[Any],
   for row in rows:
     if row['setting'] not in mine:
       by_label.setdefault(row['setting'], []).append(row)
-  known = {}
-  for d in saved.get('setting_specs', []):
-    setting = spec.NoiseSpec(d['kind'], float(d['level']),
-                             float(d.get('correlation', 0.0)),
-                             preset=d.get('preset', ''))
-    known[setting.label] = setting
+  known = {s.label: s for s in map(settings_lib.from_json,
+                                   saved.get('setting_specs', []))}
   missing = sorted(set(by_label) - set(known))
   if missing:
     raise errors.UserError(f'{folder}: its settings {missing} are not '

@@ -72,3 +72,11 @@ def as_json(setting: Setting) -> Dict[str, Any]:
   return {'kind': setting.kind, 'level': setting.level,
           'preset': setting.preset, 'correlation': setting.correlation,
           'label': setting.label}
+
+
+def from_json(saved: Dict[str, Any]) -> Setting:
+  """The setting `as_json` recorded (a setting to draw has one
+  correlation)."""
+  return Setting(saved['kind'], float(saved['level']),
+                 float(saved.get('correlation', 0.0)),
+                 preset=saved.get('preset', ''))

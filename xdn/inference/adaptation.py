@@ -608,8 +608,13 @@ def _levels_check(forward: Callable, frozen, start_params, held: _Tiles,
   def figures(p):
     return levels_kept.measure(apply, {'params': p, **frozen}, probe, batch)
 
-  start = figures(start_params)
-  return lambda p: levels_kept.compare(start, figures(p))
+  start: List[levels_kept.Figures] = []  # Measured when first needed.
+
+  def check(p):
+    if not start:
+      start.append(figures(start_params))
+    return levels_kept.compare(start[0], figures(p))
+  return check
 
 
 def save(denoiser: Denoiser, folder: str) -> str:

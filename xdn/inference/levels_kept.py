@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from xdn.inference import compiled as compiled_lib
 from xdn.inference import strength as strength_lib
 from xdn.metrics import lesions as lesion_lib
 from xdn.noise import synthetic as noise
@@ -107,29 +108,23 @@ class Figures:
 
 
 def compiled(forward: Callable) -> Callable:
-  """`forward(variables, images, told, at_full)` (`Denoiser.forward`)
-  below full strength, compiled once for every `measure` of it."""
-  return jax.jit(lambda v, x, p: forward(v, x, p, False))
+  """`forward(variables, images, told, at_full)` (`Denoiser.forward`) as
+  the program `compiled_lib.apply_batches` runs, compiled once for every
+  `measure` of it."""
+  return jax.jit(lambda v, x, p, at_full, valid, margin: forward(v, x, p,
+                                                                 at_full),
+                 static_argnums=3)
 
 
 def measure(apply: Callable, variables, probe: Probe,
             batch: int = 8) -> Figures:
-  """`apply(variables, images, told)` (`compiled`) on the probe at each of
-  its levels."""
+  """`apply` (`compiled`) on the probe at each of its levels, below full
+  strength."""
   step = NOISE_STEP
 
   def run(images, told):
-    outs = []
-    for s in range(0, len(images), batch):
-      chunk = images[s:s + batch]
-      pad = batch - len(chunk)
-      params = tuple(np.asarray(p[s:s + batch]) for p in told)
-      if pad:  # One compiled shape for every batch.
-        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)])
-        params = tuple(np.concatenate([p, np.repeat(p[-1:], pad)])
-                       for p in params)
-      outs.append(np.asarray(apply(variables, chunk, params))[:batch - pad])
-    return np.concatenate(outs)[..., 0]
+    return compiled_lib.apply_batches(apply, variables, images, told, batch,
+                                      False)[..., 0]
 
   def response(field):  # [N, t, t] -> [N, S]: <u, field> per site.
     return np.einsum('nshw,nhw->ns', probe.units, field)
